@@ -1,0 +1,74 @@
+"""Row-level security helpers for migrations.
+
+Every tenant-owned table is created with `create_tenant_table`, which adds
+its policies in the same migration, so no table can forget them (a test
+fails for any table with a `tenant_id` column that lacks them):
+
+* `ENABLE` and `FORCE ROW LEVEL SECURITY` (FORCE: the owner obeys too);
+* a permissive policy `tenant_isolation`: `tenant_id` equals the
+  transaction's `app.tenant_id`. The setting is read through a sub-select so
+  PostgreSQL evaluates it once per query, and `nullif(…, '')` makes an unset
+  setting NULL: no setting, no rows (fail closed);
+* for client-owned rows a RESTRICTIVE policy `client_isolation`: when the
+  transaction carries an `app.client_id` (a client viewer), only that
+  client's rows. Restrictive, because permissive policies are OR-ed and a
+  permissive one would fail open.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import context, op
+
+from service.core.config import DatabaseSettings
+
+TENANT_SETTING = "(select nullif(current_setting('app.tenant_id', true), '')::uuid)"
+CLIENT_SETTING = "(select nullif(current_setting('app.client_id', true), '')::uuid)"
+
+
+def settings() -> DatabaseSettings:
+    value: DatabaseSettings = context.config.attributes["database_settings"]
+    return value
+
+
+def app_role() -> str:
+    return settings().app_role
+
+
+def admin_role() -> str:
+    return settings().admin_role
+
+
+def enable_rls(table: str, *, client_column: str | None = None) -> None:
+    op.execute(f'alter table "{table}" enable row level security')
+    op.execute(f'alter table "{table}" force row level security')
+    op.execute(
+        f'create policy tenant_isolation on "{table}" '
+        f"using (tenant_id = {TENANT_SETTING}) with check (tenant_id = {TENANT_SETTING})"
+    )
+    if client_column is not None:
+        op.execute(
+            f'create policy client_isolation on "{table}" as restrictive '
+            f"using ({CLIENT_SETTING} is null or {client_column} = {CLIENT_SETTING}) "
+            f"with check ({CLIENT_SETTING} is null or {client_column} = {CLIENT_SETTING})"
+        )
+
+
+def create_tenant_table(
+    name: str, *columns: Any, client_column: str | None = None, **kw: Any
+) -> sa.Table:
+    """`op.create_table` plus the table's RLS policies, in one step."""
+    table = op.create_table(name, *columns, **kw)
+    enable_rls(name, client_column=client_column)
+    return table
+
+
+def drop_tenant_table(name: str) -> None:
+    op.drop_table(name)  # policies go with the table
+
+
+def append_only(table: str) -> None:
+    """The application role may insert and read, never update or delete."""
+    op.execute(f'revoke update, delete, truncate on "{table}" from "{app_role()}"')

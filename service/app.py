@@ -1,0 +1,76 @@
+"""The composition root of the API: `create_app()` is the only place that
+mounts every router and middleware."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+
+from service.core.config import ApiSettings, Settings, get_settings
+from service.core.db import Database
+from service.core.errors import install_error_handlers
+from service.core.logging import configure_logging
+from service.core.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from service.core.redis import create_redis
+from service.health.router import router as health_router
+
+API_PREFIX = "/api/v1"
+
+
+def body_limit_for(api: ApiSettings) -> Any:
+    """Route classes and their body limits: uploads stream, batches are big, the rest small."""
+
+    def limit_for(path: str) -> int:
+        if path.endswith("/uploads") or "/uploads/" in path:
+            return api.max_upload_bytes
+        if path.endswith(":batch"):
+            return api.max_batch_bytes
+        return api.max_body_bytes
+
+    return limit_for
+
+
+def api_router() -> APIRouter:
+    router = APIRouter(prefix=API_PREFIX)
+    return router
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    db: Database | None = None,
+    redis: Any | None = None,
+) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_db = db is None
+        own_redis = redis is None
+        app.state.db = db or Database(settings.database)
+        app.state.redis = redis or await create_redis(settings.redis)
+        try:
+            yield
+        finally:
+            if own_redis:
+                await app.state.redis.aclose()
+            if own_db:
+                await app.state.db.dispose()
+
+    configure_logging(settings.log.level, settings.log.format)
+    app = FastAPI(
+        title="callpact",
+        version="0.1.0",
+        summary="Contracts, SLAs, staffing and client reports for outsourced contact centers.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, limit_for=body_limit_for(settings.api))
+    app.add_middleware(RequestContextMiddleware)  # outermost: ids and logs every response
+    app.include_router(health_router)
+    app.include_router(api_router())
+    return app

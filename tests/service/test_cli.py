@@ -1,0 +1,163 @@
+"""The command line as a person runs it: real processes, real servers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from service.core.config import DatabaseSettings
+from tests.conftest import Server, create_database, drop_database
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env(**overrides: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_", "REDIS_", "SMTP_", "API_", "CALLPACT_"))
+    }
+    env.update(overrides)
+    return env
+
+
+def _callpact(
+    *args: str, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_doctor_names_each_broken_dependency(tmp_path: Path) -> None:
+    dead_pg, dead_redis = _free_port(), _free_port()
+    result = _callpact(
+        "doctor",
+        env=_env(
+            DATABASE_URL=f"postgresql://nobody@127.0.0.1:{dead_pg}/nothing",
+            REDIS_URL=f"redis://127.0.0.1:{dead_redis}/0",
+            CALLPACT_VAR_DIR=str(tmp_path),
+        ),
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    failures = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
+    assert any("database" in line and f"127.0.0.1:{dead_pg}" in line for line in failures), (
+        result.stdout
+    )
+    assert any("redis" in line and f"127.0.0.1:{dead_redis}" in line for line in failures), (
+        result.stdout
+    )
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_doctor_passes_on_a_migrated_database(
+    db_settings: DatabaseSettings, redis_url: str, tmp_path: Path
+) -> None:
+    result = _callpact(
+        "doctor",
+        env=_env(
+            DATABASE_URL=db_settings.owner_dsn(),
+            DATABASE_APP_ROLE=db_settings.app_role,
+            DATABASE_ADMIN_ROLE=db_settings.admin_role,
+            REDIS_URL=redis_url,
+            CALLPACT_VAR_DIR=str(tmp_path),
+        ),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    topics = {line.split()[1] for line in result.stdout.splitlines() if line.startswith("ok")}
+    assert {"database", "extensions", "roles", "migrations", "redis", "mail"} <= topics
+
+
+def test_doctor_refuses_default_secrets_in_production(tmp_path: Path) -> None:
+    result = _callpact(
+        "doctor", env=_env(CALLPACT_ENV="production", CALLPACT_VAR_DIR=str(tmp_path))
+    )
+    assert result.returncode == 2
+    assert "AUTH_PLATFORM_ADMIN_TOKEN" in result.stderr + result.stdout
+
+
+@pytest.fixture
+async def smoke_database(pg_server: Server, run_id: str) -> str:
+    name = f"callpact_smoke_{run_id}"
+    dsn = await create_database(pg_server, name)
+    yield dsn  # type: ignore[misc]
+    await drop_database(pg_server, name)
+
+
+def test_up_serves_ready_and_stops_cleanly(
+    smoke_database: str, db_settings: DatabaseSettings, tmp_path: Path
+) -> None:
+    """`callpact up` over real TCP. With DATABASE_URL/REDIS_URL set in the
+    environment (CI's second run) it uses those servers; otherwise it starts
+    the embedded ones in its own var folder."""
+    port = _free_port()
+    overrides = {
+        "API_PORT": str(port),
+        "CALLPACT_VAR_DIR": str(tmp_path / "var"),
+        "LOG_LEVEL": "WARNING",
+    }
+    if os.environ.get("DATABASE_URL"):
+        overrides |= {
+            "DATABASE_URL": smoke_database,
+            "DATABASE_APP_ROLE": db_settings.app_role,
+            "DATABASE_ADMIN_ROLE": db_settings.admin_role,
+        }
+    if os.environ.get("REDIS_URL"):
+        overrides["REDIS_URL"] = os.environ["REDIS_URL"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "up"],
+        env=_env(**overrides),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        ready = None
+        deadline = time.monotonic() + 60
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
+            while time.monotonic() < deadline and proc.poll() is None:
+                try:
+                    ready = http.get("/readyz")
+                    if ready.status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.3)
+            assert ready is not None, "the API never answered"
+            assert ready.status_code == 200, ready.text
+            assert http.get("/docs").status_code == 200
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+        assert len(descendants) >= 2  # API and worker
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
+    assert "API" in output
+    assert f"127.0.0.1:{port}" in output
+    assert "Stopped." in output
+    time.sleep(0.5)
+    assert not [p for p in descendants if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    if not os.environ.get("DATABASE_URL"):
+        # The embedded PostgreSQL was stopped too, and its data stays for the next run.
+        assert not (tmp_path / "var" / "pg" / "postmaster.pid").exists()
+        assert (tmp_path / "var" / "pg" / "PG_VERSION").exists()
+    if not os.environ.get("REDIS_URL"):
+        assert not (tmp_path / "var" / "redis" / "redis.sock").exists()
