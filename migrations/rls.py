@@ -72,3 +72,10 @@ def drop_tenant_table(name: str) -> None:
 def append_only(table: str) -> None:
     """The application role may insert and read, never update or delete."""
     op.execute(f'revoke update, delete, truncate on "{table}" from "{app_role()}"')
+
+
+def create_tenant_table_sql(name: str, body: str, *, client_column: str | None = None) -> None:
+    """`create table name (body)` plus its RLS policies: for tables whose
+    PostgreSQL-specific constraints read better in SQL."""
+    op.execute(f'create table "{name}" ({body})')
+    enable_rls(name, client_column=client_column)

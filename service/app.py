@@ -16,6 +16,8 @@ from service.core.logging import configure_logging
 from service.core.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from service.core.redis import create_redis
 from service.health.router import router as health_router
+from tenants.keys import open_key_store
+from tenants.router import auth_router, platform_router, tenant_router, wellknown_router
 
 API_PREFIX = "/api/v1"
 
@@ -35,6 +37,9 @@ def body_limit_for(api: ApiSettings) -> Any:
 
 def api_router() -> APIRouter:
     router = APIRouter(prefix=API_PREFIX)
+    router.include_router(platform_router)
+    router.include_router(auth_router)
+    router.include_router(tenant_router)
     return router
 
 
@@ -52,6 +57,7 @@ def create_app(
         own_redis = redis is None
         app.state.db = db or Database(settings.database)
         app.state.redis = redis or await create_redis(settings.redis)
+        app.state.keys = await open_key_store(app.state.db, settings.auth.secret_key.get_secret_value())
         try:
             yield
         finally:
@@ -72,5 +78,6 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit_for(settings.api))
     app.add_middleware(RequestContextMiddleware)  # outermost: ids and logs every response
     app.include_router(health_router)
+    app.include_router(wellknown_router)
     app.include_router(api_router())
     return app

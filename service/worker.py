@@ -9,6 +9,7 @@ goes through an outbox table; jobs deliver from it.
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any, ClassVar
 
 import structlog
@@ -72,6 +73,10 @@ class WorkerSettings:
     max_tries = 5
     job_timeout = 600
     health_check_interval = 30
+    # Per process: with a shared key, one live worker would vouch for a dead one.
+    health_check_key = f"callpact:worker:health:{socket.gethostname()}"
+    # On SIGTERM, let running jobs finish (under the pod's 60 s grace period).
+    job_completion_wait = 50
 
 
 def run(settings: Settings | None = None) -> None:
@@ -85,4 +90,4 @@ def check(settings: Settings | None = None) -> int:
     settings = settings or get_settings()
     from arq.worker import async_check_health
 
-    return int(asyncio.run(async_check_health(arq_settings(settings.redis), None, None)))
+    return int(asyncio.run(async_check_health(arq_settings(settings.redis), WorkerSettings.health_check_key, None)))

@@ -6,9 +6,12 @@
 * Per run: a fresh database and fresh application/admin roles with a random
   suffix, migrated by `alembic upgrade head` (every run exercises the
   migrations), dropped at the end.
-* Per test: one outer transaction on an application-role connection (and
-  one on an admin-role connection); the app's sessions join it as
-  savepoints and everything is rolled back afterwards.
+* Tests commit for real, as production does, and stay independent by
+  creating their own tenants (fresh slugs and ids): every query is tenant-
+  scoped, so one test's rows are invisible to another's. (A rolled-back
+  outer transaction cannot work here: seeding runs as the admin role and
+  requests as the application role — two connections that cannot share an
+  uncommitted transaction — and the concurrency tests need real commits.)
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.app import create_app
 from service.core.config import DatabaseSettings, RedisSettings, Settings
-from service.core.db import BoundDatabase, create_engine
+from service.core.db import Database
 from service.core.embedded import EmbeddedPostgres, EmbeddedRedis
 from service.core.migrate import upgrade_async
 from service.core.redis import create_redis
+from tenants.keys import rotate_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -144,32 +148,23 @@ def settings(
 
 
 @pytest_asyncio.fixture(scope="session")
-async def app_engine(db_settings: DatabaseSettings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(db_settings.app_dsn(), db_settings)
-    yield engine
-    await engine.dispose()
+async def db(db_settings: DatabaseSettings, settings: Settings) -> AsyncIterator[Database]:
+    database = Database(db_settings)
+    # Signing keys are platform-wide: make the first one for the whole run.
+    async with database.admin_transaction() as admin:
+        await rotate_keys(admin, settings.auth.secret_key.get_secret_value())
+    yield database
+    await database.dispose()
 
 
-@pytest_asyncio.fixture(scope="session")
-async def admin_engine(db_settings: DatabaseSettings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(db_settings.admin_dsn(), db_settings, pool_size=2)
-    yield engine
-    await engine.dispose()
+@pytest.fixture(scope="session")
+def app_engine(db: Database) -> AsyncEngine:
+    return db.engine
 
 
-@pytest_asyncio.fixture
-async def db(
-    db_settings: DatabaseSettings, app_engine: AsyncEngine, admin_engine: AsyncEngine
-) -> AsyncIterator[BoundDatabase]:
-    """The test's database: everything done through it is rolled back afterwards."""
-    async with app_engine.connect() as conn, admin_engine.connect() as admin_conn:
-        outer = await conn.begin()
-        admin_outer = await admin_conn.begin()
-        try:
-            yield BoundDatabase(db_settings, conn, admin_conn)
-        finally:
-            await outer.rollback()
-            await admin_outer.rollback()
+@pytest.fixture(scope="session")
+def admin_engine(db: Database) -> AsyncEngine:
+    return db.admin_engine
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -180,7 +175,7 @@ async def redis(settings: Settings) -> AsyncIterator[object]:
 
 
 @pytest_asyncio.fixture
-async def app(settings: Settings, db: BoundDatabase, redis: object) -> AsyncIterator[FastAPI]:
+async def app(settings: Settings, db: Database, redis: object) -> AsyncIterator[FastAPI]:
     application = create_app(settings, db=db, redis=redis)
     async with application.router.lifespan_context(application):
         yield application

@@ -155,32 +155,6 @@ class Database:
             await self._admin_engine.dispose()
 
 
-class BoundDatabase(Database):
-    """A `Database` whose sessions join one outer connection's transaction as
-    savepoints: the test suite rolls everything back after each test."""
-
-    def __init__(
-        self, settings: DatabaseSettings, conn: AsyncConnection, admin_conn: AsyncConnection
-    ) -> None:
-        self.settings = settings
-        self.engine = conn.engine
-        self.sessionmaker = async_sessionmaker(
-            bind=conn, expire_on_commit=False, join_transaction_mode="create_savepoint"
-        )
-        self._admin_conn = admin_conn
-        self._admin_engine = admin_conn.engine
-
-    def admin_session(self) -> AsyncSession:
-        return AsyncSession(
-            bind=self._admin_conn,
-            expire_on_commit=False,
-            join_transaction_mode="create_savepoint",
-        )
-
-    async def dispose(self) -> None:
-        return None
-
-
 def get_db(request: Request) -> Database:
     db: Database = request.app.state.db
     return db

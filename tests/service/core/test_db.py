@@ -8,7 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.core.config import DatabaseSettings
-from service.core.db import BoundDatabase, DbScope, set_scope
+from service.core.db import Database, DbScope, set_scope
 
 
 async def test_application_role_cannot_bypass_rls(
@@ -63,7 +63,7 @@ async def test_application_role_owns_nothing_and_cannot_create(app_engine: Async
     assert can_create is False
 
 
-async def test_scope_is_set_per_transaction_and_fails_closed(db: BoundDatabase) -> None:
+async def test_scope_is_set_per_transaction_and_fails_closed(db: Database) -> None:
     tenant = uuid.uuid4()
     async with db.session() as session:
         unset = (

@@ -5,7 +5,7 @@ from httpx import ASGITransport, AsyncClient
 
 from service.app import create_app
 from service.core.config import RedisSettings, Settings
-from service.core.db import BoundDatabase
+from service.core.db import Database
 from service.core.migrate import head_revision
 from service.core.redis import create_redis
 
@@ -22,7 +22,7 @@ async def test_readyz_when_everything_answers(client: AsyncClient) -> None:
     assert response.json()["checks"] == {"database": "ok", "redis": "ok"}
 
 
-async def test_readyz_is_503_when_redis_is_down(settings: Settings, db: BoundDatabase) -> None:
+async def test_readyz_is_503_when_redis_is_down(settings: Settings, db: Database) -> None:
     dead = settings.model_copy(
         update={"redis": RedisSettings(url="redis://127.0.0.1:1/0", socket_timeout_s=0.5)}
     )

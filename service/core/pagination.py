@@ -1,0 +1,83 @@
+"""Cursor pagination with sorting: keyset on (sort column, id), so pages stay
+stable while rows are added and never need OFFSET scans.
+
+A cursor is opaque to clients (base64 of the last row's sort value and id);
+a tampered cursor is a 422 naming the `cursor` parameter.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from datetime import date, datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+from sqlalchemy import Select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
+
+from service.core.errors import InvalidInput
+
+T = TypeVar("T")
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 50
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = None
+
+
+class BadCursor(InvalidInput):
+    code = "invalid_cursor"
+    title = "Invalid cursor"
+
+
+def _encode(value: Any, id_: Any) -> str:
+    raw = json.dumps([value.isoformat() if isinstance(value, datetime | date) else str(value) if isinstance(value, uuid.UUID) else value, str(id_)])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str, column: ColumnElement[Any]) -> tuple[Any, uuid.UUID]:
+    try:
+        value, id_ = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        python_type = column.type.python_type
+        if value is not None and python_type is datetime:
+            value = datetime.fromisoformat(value)
+        elif value is not None and python_type is date:
+            value = date.fromisoformat(value)
+        elif value is not None and python_type is uuid.UUID:
+            value = uuid.UUID(value)
+        elif value is not None and not isinstance(value, python_type):
+            value = python_type(value)
+        return value, uuid.UUID(id_)
+    except (ValueError, TypeError, NotImplementedError) as exc:
+        raise BadCursor("The cursor is not one this API issued.", field="cursor") from exc
+
+
+async def paginate(
+    session: AsyncSession,
+    stmt: Select[Any],
+    *,
+    sort: ColumnElement[Any],
+    id_column: ColumnElement[Any],
+    limit: int = DEFAULT_LIMIT,
+    cursor: str | None = None,
+    descending: bool = False,
+) -> tuple[list[Any], str | None]:
+    """Rows of `stmt` after `cursor`, ordered by (sort, id); and the next cursor."""
+    limit = max(1, min(limit, MAX_LIMIT))
+    if cursor:
+        value, last_id = _decode(cursor, sort)
+        key = tuple_(sort, id_column)
+        stmt = stmt.where(key < (value, last_id) if descending else key > (value, last_id))
+    order = (sort.desc(), id_column.desc()) if descending else (sort.asc(), id_column.asc())
+    rows = list((await session.execute(stmt.order_by(*order).limit(limit + 1))).scalars().all())
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        next_cursor = _encode(getattr(last, sort.key), getattr(last, id_column.key))  # type: ignore[attr-defined]
+    return rows, next_cursor
