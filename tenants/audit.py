@@ -54,7 +54,7 @@ def _summary(obj: Any, *, changed_only: bool) -> dict[str, Any]:
     for attr in state.mapper.column_attrs:
         name = attr.key
         if name in ("tenant_id",) or any(s in name for s in _SECRET_FIELDS):
-            if any(s in name for s in _SECRET_FIELDS) and state.attrs[name].history.has_changes():
+            if any(s in name for s in _SECRET_FIELDS) and state.attrs[name].history.has_changes() and getattr(obj, name) is not None:
                 out[name] = "changed"
             continue
         hist = state.attrs[name].history

@@ -190,8 +190,10 @@ def upgrade() -> None:
 
     create_tenant_table_sql(
         "audit_log",
+        # No foreign key to tenants: the log is written in the same flush as the
+        # tenant it records, and it must outlive anything it names.
         """
-        tenant_id uuid not null references tenants(id),
+        tenant_id uuid not null,
         id uuid not null,
         at timestamptz not null default now(),
         actor_type text not null,
