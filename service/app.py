@@ -9,6 +9,9 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
+from service.agents import router as agents
+from service.clients import router as clients
+from service.contracts import router as contracts
 from service.core.config import ApiSettings, Settings, get_settings
 from service.core.db import Database
 from service.core.errors import install_error_handlers
@@ -16,7 +19,10 @@ from service.core.logging import configure_logging
 from service.core.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from service.core.redis import create_redis
 from service.health.router import router as health_router
+from service.projects import router as projects
+from service.shifts import router as shifts
 from tenants.keys import open_key_store
+from tenants.oidc import idp_router, oidc_router
 from tenants.router import auth_router, platform_router, tenant_router, wellknown_router
 
 API_PREFIX = "/api/v1"
@@ -40,6 +46,10 @@ def api_router() -> APIRouter:
     router.include_router(platform_router)
     router.include_router(auth_router)
     router.include_router(tenant_router)
+    router.include_router(idp_router)
+    router.include_router(oidc_router)
+    for domain in (clients, projects, contracts, agents, shifts):
+        router.include_router(domain.router)
     return router
 
 
@@ -57,7 +67,9 @@ def create_app(
         own_redis = redis is None
         app.state.db = db or Database(settings.database)
         app.state.redis = redis or await create_redis(settings.redis)
-        app.state.keys = await open_key_store(app.state.db, settings.auth.secret_key.get_secret_value())
+        app.state.keys = await open_key_store(
+            app.state.db, settings.auth.secret_key.get_secret_value()
+        )
         try:
             yield
         finally:

@@ -90,4 +90,8 @@ def check(settings: Settings | None = None) -> int:
     settings = settings or get_settings()
     from arq.worker import async_check_health
 
-    return int(asyncio.run(async_check_health(arq_settings(settings.redis), WorkerSettings.health_check_key, None)))
+    return int(
+        asyncio.run(
+            async_check_health(arq_settings(settings.redis), WorkerSettings.health_check_key, None)
+        )
+    )

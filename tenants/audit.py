@@ -54,7 +54,11 @@ def _summary(obj: Any, *, changed_only: bool) -> dict[str, Any]:
     for attr in state.mapper.column_attrs:
         name = attr.key
         if name in ("tenant_id",) or any(s in name for s in _SECRET_FIELDS):
-            if any(s in name for s in _SECRET_FIELDS) and state.attrs[name].history.has_changes() and getattr(obj, name) is not None:
+            if (
+                any(s in name for s in _SECRET_FIELDS)
+                and state.attrs[name].history.has_changes()
+                and getattr(obj, name) is not None
+            ):
                 out[name] = "changed"
             continue
         hist = state.attrs[name].history
@@ -82,12 +86,16 @@ def _audit_writes(session: Session, flush_context: UOWTransaction, instances: An
     actor_type, actor_id, _ = _actor(session)
     request_id = structlog.contextvars.get_contextvars().get("request_id")
     entries = []
-    for verb, objects in (("create", session.new), ("update", session.dirty), ("delete", session.deleted)):
+    for verb, objects in (
+        ("create", session.new),
+        ("update", session.dirty),
+        ("delete", session.deleted),
+    ):
         for obj in list(objects):
             if isinstance(obj, AuditEntry) or not getattr(type(obj), "__audit__", True):
                 continue
             tenant_id = getattr(obj, "tenant_id", None)
-            if tenant_id is None and type(obj).__tablename__ == "tenants":  # type: ignore[attr-defined]
+            if tenant_id is None and type(obj).__tablename__ == "tenants":
                 tenant_id = getattr(obj, "id", None)
             if tenant_id is None:
                 continue
@@ -98,11 +106,13 @@ def _audit_writes(session: Session, flush_context: UOWTransaction, instances: An
                     tenant_id=tenant_id,
                     actor_type=actor_type,
                     actor_id=actor_id,
-                    action=f"{type(obj).__tablename__}.{verb}",  # type: ignore[attr-defined]
-                    object_type=type(obj).__tablename__,  # type: ignore[attr-defined]
+                    action=f"{type(obj).__tablename__}.{verb}",
+                    object_type=type(obj).__tablename__,
                     object_id=_object_id(obj),
                     request_id=request_id,
-                    summary=_summary(obj, changed_only=verb == "update") if verb != "delete" else {},
+                    summary=_summary(obj, changed_only=verb == "update")
+                    if verb != "delete"
+                    else {},
                 )
             )
     for entry in entries:
@@ -113,7 +123,9 @@ def set_actor(session: Any, ctx: TenantContext) -> None:
     session.info[CONTEXT_KEY] = ctx
 
 
-async def record_event(session: Any, ctx: TenantContext, action: str, object_type: str, object_id: Any, **summary: Any) -> None:
+async def record_event(
+    session: Any, ctx: TenantContext, action: str, object_type: str, object_id: Any, **summary: Any
+) -> None:
     """An audited event that is not a row write (login, logout, token use)."""
     session.add(
         AuditEntry(

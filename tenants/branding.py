@@ -27,17 +27,75 @@ SVG_NS = "http://www.w3.org/2000/svg"
 XLINK_NS = "http://www.w3.org/1999/xlink"
 
 _ELEMENTS = {
-    "svg", "g", "defs", "title", "desc", "path", "rect", "circle", "ellipse", "line", "polyline",
-    "polygon", "text", "tspan", "linearGradient", "radialGradient", "stop", "clipPath", "mask",
-    "use", "symbol",
+    "svg",
+    "g",
+    "defs",
+    "title",
+    "desc",
+    "path",
+    "rect",
+    "circle",
+    "ellipse",
+    "line",
+    "polyline",
+    "polygon",
+    "text",
+    "tspan",
+    "linearGradient",
+    "radialGradient",
+    "stop",
+    "clipPath",
+    "mask",
+    "use",
+    "symbol",
 }
 _ATTRIBUTES = {
-    "id", "class", "x", "y", "x1", "y1", "x2", "y2", "cx", "cy", "r", "rx", "ry", "width", "height",
-    "d", "points", "fill", "fill-opacity", "fill-rule", "stroke", "stroke-width", "stroke-opacity",
-    "stroke-linecap", "stroke-linejoin", "stroke-miterlimit", "stroke-dasharray", "opacity",
-    "transform", "viewBox", "preserveAspectRatio", "offset", "stop-color", "stop-opacity",
-    "gradientUnits", "gradientTransform", "clip-path", "clip-rule", "mask", "font-family",
-    "font-size", "font-weight", "text-anchor", "dominant-baseline", "letter-spacing", "version",
+    "id",
+    "class",
+    "x",
+    "y",
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+    "cx",
+    "cy",
+    "r",
+    "rx",
+    "ry",
+    "width",
+    "height",
+    "d",
+    "points",
+    "fill",
+    "fill-opacity",
+    "fill-rule",
+    "stroke",
+    "stroke-width",
+    "stroke-opacity",
+    "stroke-linecap",
+    "stroke-linejoin",
+    "stroke-miterlimit",
+    "stroke-dasharray",
+    "opacity",
+    "transform",
+    "viewBox",
+    "preserveAspectRatio",
+    "offset",
+    "stop-color",
+    "stop-opacity",
+    "gradientUnits",
+    "gradientTransform",
+    "clip-path",
+    "clip-rule",
+    "mask",
+    "font-family",
+    "font-size",
+    "font-weight",
+    "text-anchor",
+    "dominant-baseline",
+    "letter-spacing",
+    "version",
     "href",
 }
 _URL_IN_VALUE = re.compile(r"url\(\s*['\"]?(?!#)", re.IGNORECASE)
@@ -48,7 +106,11 @@ def sanitize_logo(data: bytes, media_type: str) -> tuple[bytes, str]:
         raise InvalidLogo(f"The logo is larger than {MAX_LOGO_BYTES} bytes.", field="logo")
     if media_type == "image/png" or data.startswith(b"\x89PNG\r\n\x1a\n"):
         return _png(data), "image/png"
-    if media_type in ("image/svg+xml", "image/svg") or data.lstrip()[:5] in (b"<?xml", b"<svg ", b"<svg>") or b"<svg" in data[:1024]:
+    if (
+        media_type in ("image/svg+xml", "image/svg")
+        or data.lstrip()[:5] in (b"<?xml", b"<svg ", b"<svg>")
+        or b"<svg" in data[:1024]
+    ):
         return _svg(data), "image/svg+xml"
     raise InvalidLogo("The logo must be a PNG or an SVG image.", field="logo")
 
@@ -62,7 +124,13 @@ def _png(data: bytes) -> bytes:
             image.load()
             out = io.BytesIO()
             image.save(out, format="PNG", optimize=True)
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError, ValueError) as exc:
+    except (
+        UnidentifiedImageError,
+        OSError,
+        Image.DecompressionBombError,
+        SyntaxError,
+        ValueError,
+    ) as exc:
         raise InvalidLogo("The PNG image could not be read.", field="logo") from exc
     return out.getvalue()
 
@@ -84,7 +152,10 @@ def _clean(element: ET.Element) -> ET.Element | None:
             continue
         if _URL_IN_VALUE.search(value) or "javascript:" in value.lower():
             continue
-        clean.set(f"{{{XLINK_NS}}}href" if attr == "href" and key.startswith(f"{{{XLINK_NS}}}") else attr, value)
+        clean.set(
+            f"{{{XLINK_NS}}}href" if attr == "href" and key.startswith(f"{{{XLINK_NS}}}") else attr,
+            value,
+        )
     clean.text = element.text if name in ("text", "tspan", "title", "desc") else None
     for child in element:
         cleaned = _clean(child)
@@ -105,4 +176,5 @@ def _svg(data: bytes) -> bytes:
     assert cleaned is not None
     ET.register_namespace("", SVG_NS)
     ET.register_namespace("xlink", XLINK_NS)
-    return ET.tostring(cleaned, encoding="utf-8", xml_declaration=True)
+    out: bytes = ET.tostring(cleaned, encoding="utf-8", xml_declaration=True)
+    return out

@@ -38,7 +38,9 @@ PERMISSIONS = (
 )
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "tenant_admin": frozenset(PERMISSIONS),
-    "supervisor": frozenset({"ops:read", "ops:write", "contacts:read", "contacts:write", "reports:read"}),
+    "supervisor": frozenset(
+        {"ops:read", "ops:write", "contacts:read", "contacts:write", "reports:read"}
+    ),
     "analyst": frozenset({"ops:read", "contacts:read", "reports:read"}),
     "client_viewer": frozenset({"ops:read", "reports:read"}),
 }
@@ -71,11 +73,11 @@ class TenantContext:
 M = TypeVar("M")
 
 
-def scoped(model: type[M], ctx: TenantContext) -> Select[tuple[M]]:
+def scoped(model: type[M], ctx: TenantContext) -> Select[M]:
     """`select(model)` limited to what `ctx` may see: its tenant, its client
     (models name the column in `__client_column__`) and its projects
     (`__project_column__`). Every repository read starts here."""
-    stmt: Select[tuple[M]] = select(model).where(model.tenant_id == ctx.tenant_id)  # type: ignore[attr-defined]
+    stmt: Select[M] = select(model).where(model.tenant_id == ctx.tenant_id)  # type: ignore[attr-defined]
     return scope_statement(stmt, model, ctx)
 
 

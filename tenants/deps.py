@@ -11,6 +11,7 @@ import structlog
 from fastapi import Depends, Request
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from service.core.db import Database, SessionDep, set_scope
 from service.core.errors import Forbidden, Unauthorized
@@ -52,20 +53,26 @@ def bearer_token(request: Request) -> str | None:
 
 
 async def _active_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> None:
-    status = (await session.execute(select(Tenant.status).where(Tenant.id == tenant_id))).scalar_one_or_none()
+    status = (
+        await session.execute(select(col(Tenant.status)).where(col(Tenant.id) == tenant_id))
+    ).scalar_one_or_none()
     if status is None:
         raise InvalidToken("The token's tenant does not exist.")
     if status != "active":
         raise TenantSuspended("This tenant is suspended.")
 
 
-async def project_scope(session: AsyncSession, ctx_role: str | None, tenant_id: uuid.UUID, user_id: uuid.UUID) -> frozenset[uuid.UUID] | None:
+async def project_scope(
+    session: AsyncSession, ctx_role: str | None, tenant_id: uuid.UUID, user_id: uuid.UUID
+) -> frozenset[uuid.UUID] | None:
     """Supervisors see the projects assigned to them; everyone else every project."""
     if ctx_role != "supervisor":
         return None
     from sqlalchemy import text
 
-    has_table = (await session.execute(text("select to_regclass('user_projects') is not null"))).scalar()
+    has_table = (
+        await session.execute(text("select to_regclass('user_projects') is not null"))
+    ).scalar()
     if not has_table:
         return frozenset()
     rows = await session.execute(
@@ -75,11 +82,15 @@ async def project_scope(session: AsyncSession, ctx_role: str | None, tenant_id: 
     return frozenset(r[0] for r in rows)
 
 
-async def _context_for_user(session: AsyncSession, tenant_id: uuid.UUID, user_id: uuid.UUID) -> TenantContext:
+async def _context_for_user(
+    session: AsyncSession, tenant_id: uuid.UUID, user_id: uuid.UUID
+) -> TenantContext:
     await set_scope(session, TenantContext(tenant_id, "user", user_id, frozenset()).db_scope())
     await _active_tenant(session, tenant_id)
     user = (
-        await session.execute(select(User).where(User.tenant_id == tenant_id, User.id == user_id))
+        await session.execute(
+            select(User).where(col(User.tenant_id) == tenant_id, col(User.id) == user_id)
+        )
     ).scalar_one_or_none()
     if user is None:
         raise InvalidToken("The token's user does not exist.")
@@ -99,10 +110,15 @@ async def _context_for_user(session: AsyncSession, tenant_id: uuid.UUID, user_id
 
 async def _context_from_api_token(session: AsyncSession, token: str) -> TenantContext:
     tenant_id = opaque_token_tenant(API_TOKEN_PREFIX, token)
-    await set_scope(session, TenantContext(tenant_id, "api_token", tenant_id, frozenset()).db_scope())
+    await set_scope(
+        session, TenantContext(tenant_id, "api_token", tenant_id, frozenset()).db_scope()
+    )
     row = (
         await session.execute(
-            select(ApiToken).where(ApiToken.tenant_id == tenant_id, ApiToken.token_hash == token_digest(token))
+            select(ApiToken).where(
+                col(ApiToken.tenant_id) == tenant_id,
+                col(ApiToken.token_hash) == token_digest(token),
+            )
         )
     ).scalar_one_or_none()
     now = utcnow()
@@ -114,7 +130,9 @@ async def _context_from_api_token(session: AsyncSession, token: str) -> TenantCo
     # last_used_at: bounded to one write a minute per token, outside the audit log.
     if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
         await session.execute(
-            update(ApiToken).where(ApiToken.tenant_id == tenant_id, ApiToken.id == row.id).values(last_used_at=now)
+            update(ApiToken)
+            .where(col(ApiToken.tenant_id) == tenant_id, col(ApiToken.id) == row.id)
+            .values(last_used_at=now)
         )
     return TenantContext(
         tenant_id=tenant_id,

@@ -22,6 +22,7 @@ from typing import Any
 from joserfc.jwk import ECKey, KeySet
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlmodel import col
 
 from service.core.time import utcnow
 from tenants.models import SigningKey
@@ -50,14 +51,22 @@ class KeyStore:
         now = utcnow()
         async with AsyncSession(self._engine) as session:
             rows = (
-                await session.execute(
-                    select(SigningKey).where(SigningKey.verify_until > now).order_by(SigningKey.created_at)
+                (
+                    await session.execute(
+                        select(SigningKey)
+                        .where(col(SigningKey.verify_until) > now)
+                        .order_by(col(SigningKey.created_at))
+                    )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
         verify: dict[str, ECKey] = {}
         signing: ECKey | None = None
         for row in rows:
-            verify[row.kid] = ECKey.import_key(row.public_jwk, {"kid": row.kid, "alg": ALGORITHM, "use": "sig"})
+            verify[row.kid] = ECKey.import_key(
+                row.public_jwk, {"kid": row.kid, "alg": ALGORITHM, "use": "sig"}
+            )
             if row.sign_until > now:
                 private = json.loads(decrypt(self._secret, row.private_jwk_enc, _PURPOSE))
                 signing = ECKey.import_key(private, {"kid": row.kid, "alg": ALGORITHM})
@@ -88,7 +97,7 @@ class KeyStore:
 
     async def jwks(self) -> dict[str, Any]:
         await self._fresh()
-        keys: dict[str, Any] = KeySet(list(self._verify.values())).as_dict(private=False)
+        keys: dict[str, Any] = dict(KeySet(list(self._verify.values())).as_dict(private=False))
         return keys
 
 
@@ -97,7 +106,7 @@ async def rotate_keys(admin: AsyncSession, secret_key: str, *, force: bool = Fal
     (or now, with `force`). Returns the new kid, or None when none was needed."""
     now = utcnow()
     latest = (
-        await admin.execute(select(SigningKey).order_by(SigningKey.sign_until.desc()).limit(1))  # type: ignore[attr-defined]
+        await admin.execute(select(SigningKey).order_by(col(SigningKey.sign_until).desc()).limit(1))
     ).scalar_one_or_none()
     if latest is not None and not force and latest.sign_until - ROTATE_AHEAD > now:
         return None

@@ -30,7 +30,11 @@ from service.core.time import new_id, utcnow
 def _ts(nullable: bool = False, default: bool = True) -> Any:
     return Field(
         default_factory=utcnow if default else None,
-        sa_column=Column(DateTime(timezone=True), nullable=nullable, server_default=func.now() if default else None),
+        sa_column=Column(
+            DateTime(timezone=True),
+            nullable=nullable,
+            server_default=func.now() if default else None,
+        ),
     )
 
 
@@ -61,10 +65,14 @@ class Client(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     name: str
     legal_name: str | None = None
-    report_emails: list[str] = Field(default_factory=list, sa_column=Column(ARRAY(Text), nullable=False, server_default="{}"))
+    report_emails: list[str] = Field(
+        default_factory=list, sa_column=Column(ARRAY(Text), nullable=False, server_default="{}")
+    )
     locale: str = "en"
     time_zone: str = "UTC"
-    email_domains: list[str] = Field(default_factory=list, sa_column=Column(ARRAY(Text), nullable=False, server_default="{}"))
+    email_domains: list[str] = Field(
+        default_factory=list, sa_column=Column(ARRAY(Text), nullable=False, server_default="{}")
+    )
     status: str = "active"
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
@@ -92,7 +100,9 @@ class User(SQLModel, table=True):
 
 class RefreshToken(SQLModel, table=True):
     __tablename__ = "refresh_tokens"
-    __table_args__ = (ForeignKeyConstraint(["tenant_id", "user_id"], ["users.tenant_id", "users.id"]),)
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "user_id"], ["users.tenant_id", "users.id"]),
+    )
     __audit__ = False  # rotates on every refresh; logins and logouts are audited instead
 
     tenant_id: uuid.UUID = Field(primary_key=True)
@@ -142,7 +152,9 @@ class Invitation(SQLModel, table=True):
 
 class PasswordReset(SQLModel, table=True):
     __tablename__ = "password_resets"
-    __table_args__ = (ForeignKeyConstraint(["tenant_id", "user_id"], ["users.tenant_id", "users.id"]),)
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "user_id"], ["users.tenant_id", "users.id"]),
+    )
 
     tenant_id: uuid.UUID = Field(primary_key=True)
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
@@ -168,9 +180,13 @@ class IdentityProvider(SQLModel, table=True):
     issuer: str
     oauth_client_id: str
     client_secret_enc: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    allowed_domains: list[str] = Field(default_factory=list, sa_column=Column(ARRAY(Text), nullable=False, server_default="{}"))
+    allowed_domains: list[str] = Field(
+        default_factory=list, sa_column=Column(ARRAY(Text), nullable=False, server_default="{}")
+    )
     role_claim: str | None = None
-    role_map: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default="{}"))
+    role_map: dict[str, str] = Field(
+        default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default="{}")
+    )
     default_role: str = "analyst"
     enabled: bool = True
     created_at: datetime = _ts()
@@ -192,7 +208,9 @@ class AuditEntry(SQLModel, table=True):
     object_id: str | None = None
     outcome: str = "ok"
     request_id: str | None = None
-    summary: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default="{}"))
+    summary: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default="{}")
+    )
 
 
 class SigningKey(SQLModel, table=True):

@@ -37,7 +37,9 @@ def _key(token: str) -> str:
     return f"callpact:portal:session:{token_digest(token)}"
 
 
-async def open_session(request: Request, response: Response, tenant_id: uuid.UUID, user_id: uuid.UUID) -> PortalSession:
+async def open_session(
+    request: Request, response: Response, tenant_id: uuid.UUID, user_id: uuid.UUID
+) -> PortalSession:
     token = secrets.token_urlsafe(32)
     session = PortalSession(tenant_id, user_id, secrets.token_urlsafe(24))
     await request.app.state.redis.set(
@@ -45,8 +47,13 @@ async def open_session(request: Request, response: Response, tenant_id: uuid.UUI
         json.dumps({"tenant_id": str(tenant_id), "user_id": str(user_id), "csrf": session.csrf}),
         ex=TTL_S,
     )
-    secure = request.app.state.settings.api.public_url.startswith("https://") or request.url.scheme == "https"
-    response.set_cookie(COOKIE, token, max_age=TTL_S, httponly=True, secure=secure, samesite="lax", path="/")
+    secure = (
+        request.app.state.settings.api.public_url.startswith("https://")
+        or request.url.scheme == "https"
+    )
+    response.set_cookie(
+        COOKIE, token, max_age=TTL_S, httponly=True, secure=secure, samesite="lax", path="/"
+    )
     return session
 
 

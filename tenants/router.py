@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Request, Response, UploadFile, status
 from sqlalchemy import select
+from sqlmodel import col
 
 from service.core.config import Settings
 from service.core.db import Database, SessionDep
@@ -54,8 +55,12 @@ def _client_address(request: Request) -> str:
 # --- platform ------------------------------------------------------------------
 
 
-@platform_router.post("/tenants", status_code=status.HTTP_201_CREATED, response_model=schemas.TenantCreated)
-async def create_tenant(data: schemas.TenantCreate, admin: AdminSessionDep, _: PlatformAdmin) -> schemas.TenantCreated:
+@platform_router.post(
+    "/tenants", status_code=status.HTTP_201_CREATED, response_model=schemas.TenantCreated
+)
+async def create_tenant(
+    data: schemas.TenantCreate, admin: AdminSessionDep, _: PlatformAdmin
+) -> schemas.TenantCreated:
     """Provision a tenant (a BPO) and its first tenant admin."""
     tenant, user = await service.create_tenant(admin, data)
     return schemas.TenantCreated(tenant=_tenant_read(tenant), admin_user_id=user.id)
@@ -68,19 +73,25 @@ async def list_tenants(admin: AdminSessionDep, _: PlatformAdmin) -> list[schemas
 
 
 @platform_router.get("/tenants/{tenant_id}", response_model=schemas.TenantRead)
-async def get_tenant(tenant_id: uuid.UUID, admin: AdminSessionDep, _: PlatformAdmin) -> schemas.TenantRead:
+async def get_tenant(
+    tenant_id: uuid.UUID, admin: AdminSessionDep, _: PlatformAdmin
+) -> schemas.TenantRead:
     """One tenant."""
     return _tenant_read(await service.get_tenant_admin(admin, tenant_id))
 
 
 @platform_router.post("/tenants/{tenant_id}/suspend", response_model=schemas.TenantRead)
-async def suspend_tenant(tenant_id: uuid.UUID, admin: AdminSessionDep, _: PlatformAdmin) -> schemas.TenantRead:
+async def suspend_tenant(
+    tenant_id: uuid.UUID, admin: AdminSessionDep, _: PlatformAdmin
+) -> schemas.TenantRead:
     """Suspend a tenant: its users' tokens and API tokens are refused from the next request on."""
     return _tenant_read(await service.set_tenant_status(admin, tenant_id, "suspended"))
 
 
 @platform_router.post("/tenants/{tenant_id}/activate", response_model=schemas.TenantRead)
-async def activate_tenant(tenant_id: uuid.UUID, admin: AdminSessionDep, _: PlatformAdmin) -> schemas.TenantRead:
+async def activate_tenant(
+    tenant_id: uuid.UUID, admin: AdminSessionDep, _: PlatformAdmin
+) -> schemas.TenantRead:
     """Lift a suspension."""
     return _tenant_read(await service.set_tenant_status(admin, tenant_id, "active"))
 
@@ -89,18 +100,32 @@ async def activate_tenant(tenant_id: uuid.UUID, admin: AdminSessionDep, _: Platf
 
 
 @auth_router.post("/token", response_model=schemas.TokenPair)
-async def login(data: schemas.LoginRequest, request: Request, session: SessionDep, admin: AdminSessionDep) -> schemas.TokenPair:
+async def login(
+    data: schemas.LoginRequest, request: Request, session: SessionDep, admin: AdminSessionDep
+) -> schemas.TokenPair:
     """Log in with tenant slug, e-mail and password: a 15-minute access token and a rotating refresh token.
     Every failure is the same 401 `invalid_credentials`; repeated failures answer 429."""
-    _, pair = await service.login(admin, session, request.app.state.redis, _keys(request), _settings(request).api.public_url, data, _client_address(request))
+    _, pair = await service.login(
+        admin,
+        session,
+        request.app.state.redis,
+        _keys(request),
+        _settings(request).api.public_url,
+        data,
+        _client_address(request),
+    )
     return pair
 
 
 @auth_router.post("/refresh", response_model=schemas.TokenPair)
-async def refresh(data: schemas.RefreshRequest, request: Request, session: SessionDep) -> schemas.TokenPair:
+async def refresh(
+    data: schemas.RefreshRequest, request: Request, session: SessionDep
+) -> schemas.TokenPair:
     """Trade a refresh token for a new pair. Each refresh token works once; reuse revokes the whole login."""
     db: Database = request.app.state.db
-    return await service.refresh(session, db, _keys(request), _settings(request).api.public_url, data.refresh_token)
+    return await service.refresh(
+        session, db, _keys(request), _settings(request).api.public_url, data.refresh_token
+    )
 
 
 @auth_router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
@@ -112,7 +137,10 @@ async def logout(data: schemas.RefreshRequest, session: SessionDep) -> Response:
 
 @auth_router.post("/password-reset", status_code=status.HTTP_202_ACCEPTED)
 async def request_password_reset(
-    data: schemas.PasswordResetRequest, request: Request, session: SessionDep, admin: AdminSessionDep
+    data: schemas.PasswordResetRequest,
+    request: Request,
+    session: SessionDep,
+    admin: AdminSessionDep,
 ) -> dict[str, str]:
     """Mail a one-hour reset link if the account exists; the answer is the same either way."""
     found = await service.request_password_reset(admin, session, data)
@@ -120,18 +148,30 @@ async def request_password_reset(
         user, token = found
         settings = _settings(request)
         link = f"{settings.api.public_url}/portal/reset?token={token}"
-        await send_message(settings, build_message(settings, user.email, "Reset your callpact password", f"Open this link within an hour to choose a new password:\n\n{link}\n\nIf you did not ask for it, ignore this mail."))
+        await send_message(
+            settings,
+            build_message(
+                settings,
+                user.email,
+                "Reset your callpact password",
+                f"Open this link within an hour to choose a new password:\n\n{link}\n\nIf you did not ask for it, ignore this mail.",
+            ),
+        )
     return {"status": "If the account exists, a reset link was sent."}
 
 
 @auth_router.post("/password-reset/confirm", status_code=status.HTTP_204_NO_CONTENT)
-async def confirm_password_reset(data: schemas.PasswordResetConfirm, session: SessionDep) -> Response:
+async def confirm_password_reset(
+    data: schemas.PasswordResetConfirm, session: SessionDep
+) -> Response:
     """Set a new password with a reset token; every open login of the account is revoked."""
     await service.confirm_password_reset(session, data)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@auth_router.post("/invitations/accept", status_code=status.HTTP_201_CREATED, response_model=schemas.UserRead)
+@auth_router.post(
+    "/invitations/accept", status_code=status.HTTP_201_CREATED, response_model=schemas.UserRead
+)
 async def accept_invitation(data: schemas.InvitationAccept, session: SessionDep) -> Any:
     """Accept an invitation: creates the user with the invited role and a password."""
     return await service.accept_invitation(session, data)
@@ -166,13 +206,17 @@ async def get_own_tenant(ctx: CurrentContext, session: SessionDep) -> schemas.Te
 
 
 @tenant_router.patch("/tenant", response_model=schemas.TenantRead)
-async def update_tenant(data: schemas.TenantUpdate, ctx: TenantAdmin, session: SessionDep) -> schemas.TenantRead:
+async def update_tenant(
+    data: schemas.TenantUpdate, ctx: TenantAdmin, session: SessionDep
+) -> schemas.TenantRead:
     """Change the tenant's name, time zone, locale and report branding."""
     return _tenant_read(await service.update_tenant(session, ctx, data))
 
 
 @tenant_router.put("/tenant/logo", response_model=schemas.TenantRead)
-async def put_logo(ctx: TenantAdmin, session: SessionDep, logo: UploadFile = File(...)) -> schemas.TenantRead:
+async def put_logo(
+    ctx: TenantAdmin, session: SessionDep, logo: UploadFile = File(...)
+) -> schemas.TenantRead:
     """Upload the report logo (PNG or SVG, at most 512 KiB; sanitized before storage)."""
     data = await logo.read(MAX_LOGO_BYTES + 1)
     if len(data) > MAX_LOGO_BYTES:
@@ -192,7 +236,10 @@ async def get_logo(ctx: CurrentContext, session: SessionDep) -> Response:
     return Response(
         tenant.logo,
         media_type=tenant.logo_media_type or "application/octet-stream",
-        headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'", "X-Content-Type-Options": "nosniff"},
+        headers={
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+            "X-Content-Type-Options": "nosniff",
+        },
     )
 
 
@@ -212,19 +259,33 @@ async def get_user(user_id: uuid.UUID, ctx: UsersAdmin, session: SessionDep) -> 
 
 
 @tenant_router.patch("/users/{user_id}", response_model=schemas.UserRead)
-async def update_user(user_id: uuid.UUID, data: schemas.UserUpdate, ctx: UsersAdmin, session: SessionDep) -> Any:
+async def update_user(
+    user_id: uuid.UUID, data: schemas.UserUpdate, ctx: UsersAdmin, session: SessionDep
+) -> Any:
     """Change a user's name, role (and client, for client viewers) or status."""
     return await service.update_user(session, ctx, user_id, data)
 
 
-@tenant_router.post("/invitations", status_code=status.HTTP_201_CREATED, response_model=schemas.InvitationRead)
-async def create_invitation(data: schemas.InvitationCreate, request: Request, ctx: UsersAdmin, session: SessionDep) -> Any:
+@tenant_router.post(
+    "/invitations", status_code=status.HTTP_201_CREATED, response_model=schemas.InvitationRead
+)
+async def create_invitation(
+    data: schemas.InvitationCreate, request: Request, ctx: UsersAdmin, session: SessionDep
+) -> Any:
     """Invite a person by e-mail with a role (client viewers: and a client). The link expires."""
     invitation, token = await service.create_invitation(session, ctx, data)
     settings = _settings(request)
     tenant = await service.get_own_tenant(session, ctx)
     link = f"{settings.api.public_url}/portal/invitation?token={token}"
-    await send_message(settings, build_message(settings, invitation.email, f"You are invited to {tenant.name} on callpact", f"{tenant.name} invites you to callpact as {invitation.role.replace('_', ' ')}.\n\nAccept before {invitation.expires_at:%Y-%m-%d %H:%M} UTC:\n\n{link}\n"))
+    await send_message(
+        settings,
+        build_message(
+            settings,
+            invitation.email,
+            f"You are invited to {tenant.name} on callpact",
+            f"{tenant.name} invites you to callpact as {invitation.role.replace('_', ' ')}.\n\nAccept before {invitation.expires_at:%Y-%m-%d %H:%M} UTC:\n\n{link}\n",
+        ),
+    )
     return invitation
 
 
@@ -235,7 +296,9 @@ async def list_invitations(ctx: UsersAdmin, session: SessionDep) -> Any:
 
 
 @tenant_router.delete("/invitations/{invitation_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def revoke_invitation(invitation_id: uuid.UUID, ctx: UsersAdmin, session: SessionDep) -> Response:
+async def revoke_invitation(
+    invitation_id: uuid.UUID, ctx: UsersAdmin, session: SessionDep
+) -> Response:
     """Revoke an invitation; its link stops working."""
     await service.revoke_invitation(session, ctx, invitation_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -244,11 +307,17 @@ async def revoke_invitation(invitation_id: uuid.UUID, ctx: UsersAdmin, session: 
 # --- API tokens ----------------------------------------------------------------------
 
 
-@tenant_router.post("/api-tokens", status_code=status.HTTP_201_CREATED, response_model=schemas.ApiTokenCreated)
-async def create_api_token(data: schemas.ApiTokenCreate, ctx: UsersAdmin, session: SessionDep) -> schemas.ApiTokenCreated:
+@tenant_router.post(
+    "/api-tokens", status_code=status.HTTP_201_CREATED, response_model=schemas.ApiTokenCreated
+)
+async def create_api_token(
+    data: schemas.ApiTokenCreate, ctx: UsersAdmin, session: SessionDep
+) -> schemas.ApiTokenCreated:
     """Create a scoped API token for a service account (e.g. a telephony integration). The token is shown once."""
     row, token = await service.create_api_token(session, ctx, data)
-    return schemas.ApiTokenCreated(**schemas.ApiTokenRead.model_validate(row).model_dump(), token=token)
+    return schemas.ApiTokenCreated(
+        **schemas.ApiTokenRead.model_validate(row).model_dump(), token=token
+    )
 
 
 @tenant_router.get("/api-tokens", response_model=list[schemas.ApiTokenRead])
@@ -279,13 +348,28 @@ async def audit_log(
     """Every write and authorization denial of the tenant, newest first; filter by action or actor."""
     stmt = scoped(AuditEntry, ctx)
     if action:
-        stmt = stmt.where(AuditEntry.action == action)
+        stmt = stmt.where(col(AuditEntry.action) == action)
     if actor_id:
-        stmt = stmt.where(AuditEntry.actor_id == actor_id)
+        stmt = stmt.where(col(AuditEntry.actor_id) == actor_id)
     rows, next_cursor = await paginate(
-        session, stmt, sort=AuditEntry.at, id_column=AuditEntry.id, limit=limit, cursor=cursor, descending=True  # type: ignore[arg-type]
+        session,
+        stmt,
+        sort=col(AuditEntry.at),
+        id_column=col(AuditEntry.id),
+        limit=limit,
+        cursor=cursor,
+        descending=True,
     )
-    return Page(items=[schemas.AuditEntryRead.model_validate(r) for r in rows], next_cursor=next_cursor)
+    return Page(
+        items=[schemas.AuditEntryRead.model_validate(r) for r in rows], next_cursor=next_cursor
+    )
 
 
-__all__ = ["ROLE_PERMISSIONS", "auth_router", "platform_router", "select", "tenant_router", "wellknown_router"]
+__all__ = [
+    "ROLE_PERMISSIONS",
+    "auth_router",
+    "platform_router",
+    "select",
+    "tenant_router",
+    "wellknown_router",
+]

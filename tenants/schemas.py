@@ -193,11 +193,16 @@ class ApiTokenCreated(ApiTokenRead):
 
 class IdentityProviderCreate(WriteModel):
     name: Name
-    client_id: uuid.UUID | None = Field(default=None, description="The client whose staff log in with it; empty for the tenant's own staff.")
+    client_id: uuid.UUID | None = Field(
+        default=None,
+        description="The client whose staff log in with it; empty for the tenant's own staff.",
+    )
     issuer: Annotated[str, StringConstraints(pattern=r"^https?://", max_length=500)]
     oauth_client_id: Annotated[str, StringConstraints(min_length=1, max_length=500)]
     oauth_client_secret: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
-    allowed_domains: list[Annotated[str, StringConstraints(pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$", to_lower=True)]] = Field(min_length=1)
+    allowed_domains: list[
+        Annotated[str, StringConstraints(pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$", to_lower=True)]
+    ] = Field(min_length=1)
     role_claim: str | None = None
     role_map: dict[str, Role] = Field(default_factory=dict)
     default_role: Role = "analyst"
@@ -206,8 +211,13 @@ class IdentityProviderCreate(WriteModel):
 
 class IdentityProviderUpdate(WriteModel):
     name: Name | None = None
-    oauth_client_secret: Annotated[str, StringConstraints(min_length=1, max_length=2000)] | None = None
-    allowed_domains: list[Annotated[str, StringConstraints(pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$", to_lower=True)]] | None = None
+    oauth_client_secret: Annotated[str, StringConstraints(min_length=1, max_length=2000)] | None = (
+        None
+    )
+    allowed_domains: (
+        list[Annotated[str, StringConstraints(pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$", to_lower=True)]]
+        | None
+    ) = None
     role_claim: str | None = None
     role_map: dict[str, Role] | None = None
     default_role: Role | None = None

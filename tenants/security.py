@@ -36,7 +36,9 @@ async def hash_password(password: str) -> str:
 async def verify_password(password_hash: str | None, password: str) -> bool:
     def check() -> bool:
         try:
-            return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+            return (
+                _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+            )
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 
@@ -56,7 +58,9 @@ def constant_time_equals(a: str, b: str) -> bool:
 
 
 def _key(secret_key: str, purpose: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"callpact", info=purpose).derive(secret_key.encode())
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"callpact", info=purpose).derive(
+        secret_key.encode()
+    )
 
 
 def encrypt(secret_key: str, plaintext: bytes, purpose: bytes) -> bytes:

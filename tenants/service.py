@@ -9,6 +9,7 @@ from datetime import timedelta
 from redis.asyncio import Redis
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from service.core.db import Database
 from service.core.errors import NotFound
@@ -27,7 +28,7 @@ from tenants.errors import (
 )
 from tenants.keys import KeyStore
 from tenants.models import ApiToken, Client, Invitation, PasswordReset, RefreshToken, Tenant, User
-from tenants.security import hash_password, new_token, token_digest, verify_password
+from tenants.security import hash_password, token_digest, verify_password
 from tenants.tokens import (
     ACCESS_TTL_S,
     REFRESH_TTL_S,
@@ -48,7 +49,9 @@ LOGIN_MAX_PER_ADDRESS = 30
 
 
 async def create_tenant(admin: AsyncSession, data: schemas.TenantCreate) -> tuple[Tenant, User]:
-    taken = (await admin.execute(select(Tenant.id).where(Tenant.slug == data.slug))).first()
+    taken = (
+        await admin.execute(select(col(Tenant.id)).where(col(Tenant.slug) == data.slug))
+    ).first()
     if taken is not None:
         raise SlugTaken(f"The slug '{data.slug}' is taken.", field="slug")
     tenant = Tenant(slug=data.slug, name=data.name, time_zone=data.time_zone, locale=data.locale)
@@ -67,7 +70,7 @@ async def create_tenant(admin: AsyncSession, data: schemas.TenantCreate) -> tupl
 
 
 async def list_tenants(admin: AsyncSession) -> list[Tenant]:
-    return list((await admin.execute(select(Tenant).order_by(Tenant.created_at))).scalars())
+    return list((await admin.execute(select(Tenant).order_by(col(Tenant.created_at)))).scalars())
 
 
 async def get_tenant_admin(admin: AsyncSession, tenant_id: uuid.UUID) -> Tenant:
@@ -83,11 +86,15 @@ async def set_tenant_status(admin: AsyncSession, tenant_id: uuid.UUID, status: s
 
 
 async def get_own_tenant(session: AsyncSession, ctx: TenantContext) -> Tenant:
-    tenant = (await session.execute(select(Tenant).where(Tenant.id == ctx.tenant_id))).scalar_one()
+    tenant = (
+        await session.execute(select(Tenant).where(col(Tenant.id) == ctx.tenant_id))
+    ).scalar_one()
     return tenant
 
 
-async def update_tenant(session: AsyncSession, ctx: TenantContext, data: schemas.TenantUpdate) -> Tenant:
+async def update_tenant(
+    session: AsyncSession, ctx: TenantContext, data: schemas.TenantUpdate
+) -> Tenant:
     tenant = await get_own_tenant(session, ctx)
     for key, value in data.model_dump(exclude_unset=True).items():
         if value is not None:
@@ -97,7 +104,9 @@ async def update_tenant(session: AsyncSession, ctx: TenantContext, data: schemas
     return tenant
 
 
-async def set_tenant_logo(session: AsyncSession, ctx: TenantContext, data: bytes, media_type: str) -> Tenant:
+async def set_tenant_logo(
+    session: AsyncSession, ctx: TenantContext, data: bytes, media_type: str
+) -> Tenant:
     tenant = await get_own_tenant(session, ctx)
     tenant.logo, tenant.logo_media_type = data, media_type
     tenant.updated_at = utcnow()
@@ -112,7 +121,9 @@ async def _rate_limit(redis: Redis, *keys: tuple[str, int]) -> None:
     for key, limit in keys:
         count = await redis.get(key)
         if count is not None and int(count) >= limit:
-            raise TooManyAttempts("Too many failed attempts; try again later.", retry_after_s=LOGIN_WINDOW_S)
+            raise TooManyAttempts(
+                "Too many failed attempts; try again later.", retry_after_s=LOGIN_WINDOW_S
+            )
 
 
 async def _count_failure(redis: Redis, *keys: str) -> None:
@@ -123,7 +134,9 @@ async def _count_failure(redis: Redis, *keys: str) -> None:
         await pipe.execute()
 
 
-async def _issue_pair(session: AsyncSession, keys: KeyStore, issuer: str, user: User, family: uuid.UUID | None = None) -> schemas.TokenPair:
+async def _issue_pair(
+    session: AsyncSession, keys: KeyStore, issuer: str, user: User, family: uuid.UUID | None = None
+) -> schemas.TokenPair:
     refresh = new_opaque_token(REFRESH_PREFIX, user.tenant_id)
     session.add(
         RefreshToken(
@@ -135,12 +148,25 @@ async def _issue_pair(session: AsyncSession, keys: KeyStore, issuer: str, user: 
         )
     )
     await session.flush()
-    access = await issue_access_token(keys, issuer, tenant_id=user.tenant_id, user_id=user.id, role=user.role, client_id=user.client_id)
+    access = await issue_access_token(
+        keys,
+        issuer,
+        tenant_id=user.tenant_id,
+        user_id=user.id,
+        role=user.role,
+        client_id=user.client_id,
+    )
     return schemas.TokenPair(access_token=access, expires_in=ACCESS_TTL_S, refresh_token=refresh)
 
 
 async def login(
-    admin: AsyncSession, session: AsyncSession, redis: Redis, keys: KeyStore, issuer: str, data: schemas.LoginRequest, address: str
+    admin: AsyncSession,
+    session: AsyncSession,
+    redis: Redis,
+    keys: KeyStore,
+    issuer: str,
+    data: schemas.LoginRequest,
+    address: str,
 ) -> tuple[User, schemas.TokenPair]:
     """Password login. Every failure is the same 401, whatever failed; failures
     are counted per account and per client address."""
@@ -149,13 +175,21 @@ async def login(
     email = str(data.email).lower()
     account_key = f"callpact:login:acct:{data.tenant}:{email}"
     address_key = f"callpact:login:addr:{address}"
-    await _rate_limit(redis, (account_key, LOGIN_MAX_PER_ACCOUNT), (address_key, LOGIN_MAX_PER_ADDRESS))
-    tenant = (await admin.execute(select(Tenant).where(Tenant.slug == data.tenant))).scalar_one_or_none()
+    await _rate_limit(
+        redis, (account_key, LOGIN_MAX_PER_ACCOUNT), (address_key, LOGIN_MAX_PER_ADDRESS)
+    )
+    tenant = (
+        await admin.execute(select(Tenant).where(col(Tenant.slug) == data.tenant))
+    ).scalar_one_or_none()
     user = None
     if tenant is not None and tenant.status == "active":
         await set_scope(session, DbScope(tenant_id=tenant.id))
         user = (
-            await session.execute(select(User).where(User.tenant_id == tenant.id, func.lower(User.email) == email))
+            await session.execute(
+                select(User).where(
+                    col(User.tenant_id) == tenant.id, func.lower(col(User.email)) == email
+                )
+            )
         ).scalar_one_or_none()
     ok = await verify_password(user.password_hash if user else None, data.password)
     if user is None or not ok or user.status != "active":
@@ -168,7 +202,9 @@ async def login(
     return user, await _issue_pair(session, keys, issuer, user)
 
 
-async def refresh(session: AsyncSession, db: Database, keys: KeyStore, issuer: str, token: str) -> schemas.TokenPair:
+async def refresh(
+    session: AsyncSession, db: Database, keys: KeyStore, issuer: str, token: str
+) -> schemas.TokenPair:
     """Rotate a refresh token. A token used twice means it was stolen: the
     whole family (every token descended from that login) is revoked, in a
     transaction of its own so the revocation outlives the 401."""
@@ -182,11 +218,11 @@ async def refresh(session: AsyncSession, db: Database, keys: KeyStore, issuer: s
         await session.execute(
             update(RefreshToken)
             .where(
-                RefreshToken.tenant_id == tenant_id,
-                RefreshToken.token_hash == digest,
-                RefreshToken.used_at.is_(None),  # type: ignore[union-attr]
-                RefreshToken.revoked_at.is_(None),  # type: ignore[union-attr]
-                RefreshToken.expires_at > now,
+                col(RefreshToken.tenant_id) == tenant_id,
+                col(RefreshToken.token_hash) == digest,
+                col(RefreshToken.used_at).is_(None),
+                col(RefreshToken.revoked_at).is_(None),
+                col(RefreshToken.expires_at) > now,
             )
             .values(used_at=now)
             .returning(RefreshToken)
@@ -194,19 +230,34 @@ async def refresh(session: AsyncSession, db: Database, keys: KeyStore, issuer: s
     ).scalar_one_or_none()
     if row is None:
         spent = (
-            await session.execute(select(RefreshToken).where(RefreshToken.tenant_id == tenant_id, RefreshToken.token_hash == digest))
+            await session.execute(
+                select(RefreshToken).where(
+                    col(RefreshToken.tenant_id) == tenant_id, col(RefreshToken.token_hash) == digest
+                )
+            )
         ).scalar_one_or_none()
         if spent is not None and spent.used_at is not None:
             async with db.admin_transaction() as admin:
                 await admin.execute(
                     update(RefreshToken)
-                    .where(RefreshToken.tenant_id == tenant_id, RefreshToken.family_id == spent.family_id)
+                    .where(
+                        col(RefreshToken.tenant_id) == tenant_id,
+                        col(RefreshToken.family_id) == spent.family_id,
+                    )
                     .values(revoked_at=now)
                 )
-            raise ReplayedRefreshToken("The refresh token was already used; every session of that login is revoked.")
+            raise ReplayedRefreshToken(
+                "The refresh token was already used; every session of that login is revoked."
+            )
         raise InvalidToken("The refresh token is unknown, revoked or expired.")
-    tenant = (await session.execute(select(Tenant).where(Tenant.id == tenant_id))).scalar_one_or_none()
-    user = (await session.execute(select(User).where(User.tenant_id == tenant_id, User.id == row.user_id))).scalar_one_or_none()
+    tenant = (
+        await session.execute(select(Tenant).where(col(Tenant.id) == tenant_id))
+    ).scalar_one_or_none()
+    user = (
+        await session.execute(
+            select(User).where(col(User.tenant_id) == tenant_id, col(User.id) == row.user_id)
+        )
+    ).scalar_one_or_none()
     if tenant is None or tenant.status != "active" or user is None or user.status != "active":
         raise InvalidToken("The account or tenant is not active.")
     return await _issue_pair(session, keys, issuer, user, family=row.family_id)
@@ -223,40 +274,64 @@ async def logout(session: AsyncSession, token: str) -> None:
     tenant_id = opaque_token_tenant(REFRESH_PREFIX, token)
     await set_scope(session, DbScope(tenant_id=tenant_id))
     row = (
-        await session.execute(select(RefreshToken).where(RefreshToken.tenant_id == tenant_id, RefreshToken.token_hash == token_digest(token)))
+        await session.execute(
+            select(RefreshToken).where(
+                col(RefreshToken.tenant_id) == tenant_id,
+                col(RefreshToken.token_hash) == token_digest(token),
+            )
+        )
     ).scalar_one_or_none()
     if row is not None:
         await session.execute(
-            update(RefreshToken).where(RefreshToken.tenant_id == tenant_id, RefreshToken.family_id == row.family_id).values(revoked_at=utcnow())
+            update(RefreshToken)
+            .where(
+                col(RefreshToken.tenant_id) == tenant_id,
+                col(RefreshToken.family_id) == row.family_id,
+            )
+            .values(revoked_at=utcnow())
         )
 
 
 # --- users ---------------------------------------------------------------------
 
 
-async def _check_binding(session: AsyncSession, ctx: TenantContext, role: str, client_id: uuid.UUID | None) -> None:
+async def _check_binding(
+    session: AsyncSession, ctx: TenantContext, role: str, client_id: uuid.UUID | None
+) -> None:
     if (role == "client_viewer") != (client_id is not None):
-        raise InvalidRoleBinding("A client viewer needs a client_id; other roles must not have one.", field="client_id")
+        raise InvalidRoleBinding(
+            "A client viewer needs a client_id; other roles must not have one.", field="client_id"
+        )
     if client_id is not None:
-        found = (await session.execute(scoped(Client, ctx).where(Client.id == client_id))).scalar_one_or_none()
+        found = (
+            await session.execute(scoped(Client, ctx).where(col(Client.id) == client_id))
+        ).scalar_one_or_none()
         if found is None:
             raise InvalidRoleBinding("No such client.", field="client_id")
 
 
 async def list_users(session: AsyncSession, ctx: TenantContext) -> list[User]:
-    return list((await session.execute(scoped(User, ctx).order_by(User.created_at))).scalars())
+    return list((await session.execute(scoped(User, ctx).order_by(col(User.created_at)))).scalars())
 
 
 async def get_user(session: AsyncSession, ctx: TenantContext, user_id: uuid.UUID) -> User:
-    user = (await session.execute(scoped(User, ctx).where(User.id == user_id))).scalar_one_or_none()
+    user = (
+        await session.execute(scoped(User, ctx).where(col(User.id) == user_id))
+    ).scalar_one_or_none()
     return ensure_visible(user, "user")
 
 
-async def update_user(session: AsyncSession, ctx: TenantContext, user_id: uuid.UUID, data: schemas.UserUpdate) -> User:
+async def update_user(
+    session: AsyncSession, ctx: TenantContext, user_id: uuid.UUID, data: schemas.UserUpdate
+) -> User:
     user = await get_user(session, ctx, user_id)
     changes = data.model_dump(exclude_unset=True)
     role = changes.get("role", user.role)
-    client_id = changes.get("client_id", user.client_id) if "client_id" in changes or role == "client_viewer" else None
+    client_id = (
+        changes.get("client_id", user.client_id)
+        if "client_id" in changes or role == "client_viewer"
+        else None
+    )
     if "role" in changes or "client_id" in changes:
         await _check_binding(session, ctx, role, client_id)
         user.role, user.client_id = role, client_id
@@ -271,10 +346,14 @@ async def update_user(session: AsyncSession, ctx: TenantContext, user_id: uuid.U
 # --- invitations and password resets --------------------------------------------------
 
 
-async def create_invitation(session: AsyncSession, ctx: TenantContext, data: schemas.InvitationCreate) -> tuple[Invitation, str]:
+async def create_invitation(
+    session: AsyncSession, ctx: TenantContext, data: schemas.InvitationCreate
+) -> tuple[Invitation, str]:
     await _check_binding(session, ctx, data.role, data.client_id)
     email = str(data.email).lower()
-    exists = (await session.execute(scoped(User, ctx).where(func.lower(User.email) == email))).first()
+    exists = (
+        await session.execute(scoped(User, ctx).where(func.lower(col(User.email)) == email))
+    ).first()
     if exists is not None:
         raise EmailTaken("A user with this e-mail exists in this tenant.", field="email")
     token = new_opaque_token("cpi", ctx.tenant_id)
@@ -293,12 +372,23 @@ async def create_invitation(session: AsyncSession, ctx: TenantContext, data: sch
 
 
 async def list_invitations(session: AsyncSession, ctx: TenantContext) -> list[Invitation]:
-    return list((await session.execute(scoped(Invitation, ctx).order_by(Invitation.created_at))).scalars())
+    return list(
+        (
+            await session.execute(scoped(Invitation, ctx).order_by(col(Invitation.created_at)))
+        ).scalars()
+    )
 
 
-async def revoke_invitation(session: AsyncSession, ctx: TenantContext, invitation_id: uuid.UUID) -> None:
+async def revoke_invitation(
+    session: AsyncSession, ctx: TenantContext, invitation_id: uuid.UUID
+) -> None:
     invitation = ensure_visible(
-        (await session.execute(scoped(Invitation, ctx).where(Invitation.id == invitation_id))).scalar_one_or_none(), "invitation"
+        (
+            await session.execute(
+                scoped(Invitation, ctx).where(col(Invitation.id) == invitation_id)
+            )
+        ).scalar_one_or_none(),
+        "invitation",
     )
     invitation.revoked_at = invitation.revoked_at or utcnow()
     await session.flush()
@@ -313,11 +403,29 @@ async def accept_invitation(session: AsyncSession, data: schemas.InvitationAccep
         raise LinkExpired("This invitation link is not valid.") from exc
     await set_scope(session, DbScope(tenant_id=tenant_id))
     invitation = (
-        await session.execute(select(Invitation).where(Invitation.tenant_id == tenant_id, Invitation.token_hash == token_digest(data.token)).with_for_update())
+        await session.execute(
+            select(Invitation)
+            .where(
+                col(Invitation.tenant_id) == tenant_id,
+                col(Invitation.token_hash) == token_digest(data.token),
+            )
+            .with_for_update()
+        )
     ).scalar_one_or_none()
-    if invitation is None or invitation.accepted_at or invitation.revoked_at or invitation.expires_at <= utcnow():
+    if (
+        invitation is None
+        or invitation.accepted_at
+        or invitation.revoked_at
+        or invitation.expires_at <= utcnow()
+    ):
         raise LinkExpired("This invitation link is not valid any more.")
-    exists = (await session.execute(select(User.id).where(User.tenant_id == tenant_id, func.lower(User.email) == invitation.email))).first()
+    exists = (
+        await session.execute(
+            select(col(User.id)).where(
+                col(User.tenant_id) == tenant_id, func.lower(col(User.email)) == invitation.email
+            )
+        )
+    ).first()
     if exists is not None:
         raise EmailTaken("A user with this e-mail exists in this tenant.", field="email")
     user = User(
@@ -334,21 +442,40 @@ async def accept_invitation(session: AsyncSession, data: schemas.InvitationAccep
     return user
 
 
-async def request_password_reset(admin: AsyncSession, session: AsyncSession, data: schemas.PasswordResetRequest) -> tuple[User, str] | None:
+async def request_password_reset(
+    admin: AsyncSession, session: AsyncSession, data: schemas.PasswordResetRequest
+) -> tuple[User, str] | None:
     """A reset token for the account, or None — the caller answers the same either way."""
     from service.core.db import DbScope, set_scope
 
-    tenant = (await admin.execute(select(Tenant).where(Tenant.slug == data.tenant, Tenant.status == "active"))).scalar_one_or_none()
+    tenant = (
+        await admin.execute(
+            select(Tenant).where(col(Tenant.slug) == data.tenant, col(Tenant.status) == "active")
+        )
+    ).scalar_one_or_none()
     if tenant is None:
         return None
     await set_scope(session, DbScope(tenant_id=tenant.id))
     user = (
-        await session.execute(select(User).where(User.tenant_id == tenant.id, func.lower(User.email) == str(data.email).lower(), User.status == "active"))
+        await session.execute(
+            select(User).where(
+                col(User.tenant_id) == tenant.id,
+                func.lower(col(User.email)) == str(data.email).lower(),
+                col(User.status) == "active",
+            )
+        )
     ).scalar_one_or_none()
     if user is None:
         return None
     token = new_opaque_token("cpw", tenant.id)
-    session.add(PasswordReset(tenant_id=tenant.id, user_id=user.id, token_hash=token_digest(token), expires_at=utcnow() + timedelta(hours=1)))
+    session.add(
+        PasswordReset(
+            tenant_id=tenant.id,
+            user_id=user.id,
+            token_hash=token_digest(token),
+            expires_at=utcnow() + timedelta(hours=1),
+        )
+    )
     await session.flush()
     return user, token
 
@@ -362,31 +489,64 @@ async def confirm_password_reset(session: AsyncSession, data: schemas.PasswordRe
         raise LinkExpired("This reset link is not valid.") from exc
     await set_scope(session, DbScope(tenant_id=tenant_id))
     reset = (
-        await session.execute(select(PasswordReset).where(PasswordReset.tenant_id == tenant_id, PasswordReset.token_hash == token_digest(data.token)).with_for_update())
+        await session.execute(
+            select(PasswordReset)
+            .where(
+                col(PasswordReset.tenant_id) == tenant_id,
+                col(PasswordReset.token_hash) == token_digest(data.token),
+            )
+            .with_for_update()
+        )
     ).scalar_one_or_none()
     if reset is None or reset.used_at is not None or reset.expires_at <= utcnow():
         raise LinkExpired("This reset link is not valid any more.")
     reset.used_at = utcnow()
-    user = (await session.execute(select(User).where(User.tenant_id == tenant_id, User.id == reset.user_id))).scalar_one()
+    user = (
+        await session.execute(
+            select(User).where(col(User.tenant_id) == tenant_id, col(User.id) == reset.user_id)
+        )
+    ).scalar_one()
     user.password_hash = await hash_password(data.password)
     # A new password ends every session opened with the old one.
-    await session.execute(update(RefreshToken).where(RefreshToken.tenant_id == tenant_id, RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None)).values(revoked_at=utcnow()))  # type: ignore[union-attr]
+    await session.execute(
+        update(RefreshToken)
+        .where(
+            col(RefreshToken.tenant_id) == tenant_id,
+            col(RefreshToken.user_id) == user.id,
+            col(RefreshToken.revoked_at).is_(None),
+        )
+        .values(revoked_at=utcnow())
+    )
     await session.flush()
 
 
 # --- API tokens ------------------------------------------------------------------
 
 
-async def create_api_token(session: AsyncSession, ctx: TenantContext, data: schemas.ApiTokenCreate) -> tuple[ApiToken, str]:
+async def create_api_token(
+    session: AsyncSession, ctx: TenantContext, data: schemas.ApiTokenCreate
+) -> tuple[ApiToken, str]:
     unknown = sorted(set(data.scopes) - API_TOKEN_SCOPES)
     if unknown:
-        raise InvalidScope(f"Scopes not grantable to an API token: {', '.join(unknown)}.", field="scopes", allowed=sorted(API_TOKEN_SCOPES))
-    if data.expires_at is not None and (data.expires_at.tzinfo is None or data.expires_at <= utcnow()):
-        raise InvalidScope("expires_at must be an aware timestamp in the future.", field="expires_at")
+        raise InvalidScope(
+            f"Scopes not grantable to an API token: {', '.join(unknown)}.",
+            field="scopes",
+            allowed=sorted(API_TOKEN_SCOPES),
+        )
+    if data.expires_at is not None and (
+        data.expires_at.tzinfo is None or data.expires_at <= utcnow()
+    ):
+        raise InvalidScope(
+            "expires_at must be an aware timestamp in the future.", field="expires_at"
+        )
     token = new_opaque_token(API_TOKEN_PREFIX, ctx.tenant_id)
     row = ApiToken(
-        tenant_id=ctx.tenant_id, name=data.name, token_hash=token_digest(token), scopes=sorted(set(data.scopes)),
-        expires_at=data.expires_at, created_by=ctx.actor_id,
+        tenant_id=ctx.tenant_id,
+        name=data.name,
+        token_hash=token_digest(token),
+        scopes=sorted(set(data.scopes)),
+        expires_at=data.expires_at,
+        created_by=ctx.actor_id,
     )
     session.add(row)
     await session.flush()
@@ -394,11 +554,15 @@ async def create_api_token(session: AsyncSession, ctx: TenantContext, data: sche
 
 
 async def list_api_tokens(session: AsyncSession, ctx: TenantContext) -> list[ApiToken]:
-    return list((await session.execute(scoped(ApiToken, ctx).order_by(ApiToken.created_at))).scalars())
+    return list(
+        (await session.execute(scoped(ApiToken, ctx).order_by(col(ApiToken.created_at)))).scalars()
+    )
 
 
 async def revoke_api_token(session: AsyncSession, ctx: TenantContext, token_id: uuid.UUID) -> None:
-    row = (await session.execute(scoped(ApiToken, ctx).where(ApiToken.id == token_id))).scalar_one_or_none()
+    row = (
+        await session.execute(scoped(ApiToken, ctx).where(col(ApiToken.id) == token_id))
+    ).scalar_one_or_none()
     if row is None:
         raise NotFound("No such API token.")
     row.revoked_at = row.revoked_at or utcnow()

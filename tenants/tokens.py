@@ -131,7 +131,9 @@ async def verify_access_token(keys: KeyStore, issuer: str, token: str) -> Access
     except JoseError as exc:
         if getattr(exc, "error", "") == "expired_token" or "expired" in str(exc).lower():
             raise TokenExpired("The access token has expired; refresh it.") from exc
-        raise InvalidToken(f"The token's claims are not accepted ({getattr(exc, 'error', 'invalid')}).") from exc
+        raise InvalidToken(
+            f"The token's claims are not accepted ({getattr(exc, 'error', 'invalid')})."
+        ) from exc
     if not isinstance(claims.get("iat"), int) or claims["iat"] > time.time() + LEEWAY_S:
         raise InvalidToken("The token was issued in the future.")
     try:

@@ -72,12 +72,12 @@ def pg_server() -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = os.environ.get("REDIS_URL")
     if url:
         yield url
         return
-    embedded = EmbeddedRedis(ROOT / "var" / "test-redis")
+    embedded = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
     try:
         yield embedded.start()
     finally:
@@ -183,6 +183,8 @@ async def app(settings: Settings, db: Database, redis: object) -> AsyncIterator[
 
 @pytest_asyncio.fixture
 async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
-    transport = ASGITransport(app=app, raise_app_exceptions=False)
+    # Each test calls from its own address, so per-address rate limits do not leak between tests.
+    address = f"10.{secrets.randbelow(256)}.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
+    transport = ASGITransport(app=app, raise_app_exceptions=False, client=(address, 40000))
     async with AsyncClient(transport=transport, base_url="http://test") as http:
         yield http

@@ -35,13 +35,17 @@ class TenantSeed:
 
 
 async def login(client: AsyncClient, slug: str, email: str, password: str = PASSWORD) -> str:
-    response = await client.post("/api/v1/auth/token", json={"tenant": slug, "email": email, "password": password})
+    response = await client.post(
+        "/api/v1/auth/token", json={"tenant": slug, "email": email, "password": password}
+    )
     assert response.status_code == 200, response.text
     token: str = response.json()["access_token"]
     return token
 
 
-async def make_tenant(client: AsyncClient, settings: Settings, slug: str | None = None) -> TenantSeed:
+async def make_tenant(
+    client: AsyncClient, settings: Settings, slug: str | None = None
+) -> TenantSeed:
     slug = slug or f"t-{secrets.token_hex(5)}"
     email = f"admin@{slug}.example.com"
     response = await client.post(
@@ -52,7 +56,9 @@ async def make_tenant(client: AsyncClient, settings: Settings, slug: str | None 
     assert response.status_code == 201, response.text
     body = response.json()
     token = await login(client, slug, email)
-    return TenantSeed(uuid.UUID(body["tenant"]["id"]), slug, uuid.UUID(body["admin_user_id"]), email, token)
+    return TenantSeed(
+        uuid.UUID(body["tenant"]["id"]), slug, uuid.UUID(body["admin_user_id"]), email, token
+    )
 
 
 async def make_client(db: Database, tenant_id: uuid.UUID, name: str | None = None) -> Client:
@@ -82,6 +88,13 @@ async def make_user(
     return user
 
 
-async def user_token(client: AsyncClient, db: Database, seed: TenantSeed, role: str, *, client_id: uuid.UUID | None = None) -> tuple[User, str]:
+async def user_token(
+    client: AsyncClient,
+    db: Database,
+    seed: TenantSeed,
+    role: str,
+    *,
+    client_id: uuid.UUID | None = None,
+) -> tuple[User, str]:
     user = await make_user(db, seed.id, role, client_id=client_id)
     return user, await login(client, seed.slug, user.email)

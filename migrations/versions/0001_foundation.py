@@ -41,7 +41,8 @@ def _ensure_role(name: str, attributes: str, password: str | None) -> None:
     if password is not None:
         # ALTER ROLE takes no bind parameters: let the server quote the literal.
         statement = conn.execute(
-            text("select format('alter role %I password %L', cast(:n as text), cast(:p as text))"), {"n": name, "p": password}
+            text("select format('alter role %I password %L', cast(:n as text), cast(:p as text))"),
+            {"n": name, "p": password},
         ).scalar_one()
         conn.exec_driver_sql(statement)
 

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from alembic import op
 
-from migrations.rls import TENANT_SETTING, admin_role, app_role, append_only, create_tenant_table_sql
+from migrations.rls import (
+    TENANT_SETTING,
+    admin_role,
+    app_role,
+    append_only,
+    create_tenant_table_sql,
+)
 
 revision = "0002"
 down_revision = "0001"
@@ -44,7 +50,9 @@ def upgrade() -> None:
     )
     op.execute("alter table tenants enable row level security")
     op.execute("alter table tenants force row level security")
-    op.execute(f"create policy tenant_self on tenants using (id = {TENANT_SETTING}) with check (id = {TENANT_SETTING})")
+    op.execute(
+        f"create policy tenant_self on tenants using (id = {TENANT_SETTING}) with check (id = {TENANT_SETTING})"
+    )
     op.execute(f'revoke insert, delete, truncate on tenants from "{app_role()}"')
 
     create_tenant_table_sql(
@@ -89,7 +97,9 @@ def upgrade() -> None:
         client_column="client_id",
     )
     op.execute("create unique index users_email_key on users (tenant_id, lower(email))")
-    op.execute("create unique index users_idp_subject_key on users (tenant_id, idp_id, idp_subject) where idp_subject is not null")
+    op.execute(
+        "create unique index users_idp_subject_key on users (tenant_id, idp_id, idp_subject) where idp_subject is not null"
+    )
 
     create_tenant_table_sql(
         "refresh_tokens",

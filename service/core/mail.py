@@ -13,7 +13,9 @@ from service.core.config import Settings
 from service.core.time import utcnow
 
 
-def build_message(settings: Settings, to: str, subject: str, text: str, html: str | None = None) -> EmailMessage:
+def build_message(
+    settings: Settings, to: str, subject: str, text: str, html: str | None = None
+) -> EmailMessage:
     message = EmailMessage()
     message["From"] = settings.smtp.sender
     message["To"] = to

@@ -36,7 +36,16 @@ class BadCursor(InvalidInput):
 
 
 def _encode(value: Any, id_: Any) -> str:
-    raw = json.dumps([value.isoformat() if isinstance(value, datetime | date) else str(value) if isinstance(value, uuid.UUID) else value, str(id_)])
+    raw = json.dumps(
+        [
+            value.isoformat()
+            if isinstance(value, datetime | date)
+            else str(value)
+            if isinstance(value, uuid.UUID)
+            else value,
+            str(id_),
+        ]
+    )
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
@@ -61,8 +70,8 @@ async def paginate(
     session: AsyncSession,
     stmt: Select[Any],
     *,
-    sort: ColumnElement[Any],
-    id_column: ColumnElement[Any],
+    sort: Any,
+    id_column: Any,
     limit: int = DEFAULT_LIMIT,
     cursor: str | None = None,
     descending: bool = False,
@@ -79,5 +88,5 @@ async def paginate(
     if len(rows) > limit:
         rows = rows[:limit]
         last = rows[-1]
-        next_cursor = _encode(getattr(last, sort.key), getattr(last, id_column.key))  # type: ignore[attr-defined]
+        next_cursor = _encode(getattr(last, str(sort.key)), getattr(last, str(id_column.key)))
     return rows, next_cursor
