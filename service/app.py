@@ -16,7 +16,7 @@ from service.core.config import ApiSettings, Settings, get_settings
 from service.core.db import Database
 from service.core.errors import install_error_handlers
 from service.core.logging import configure_logging
-from service.core.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from service.core.middleware import BodyLimitMiddleware, RequestContextMiddleware, RouteTemplates
 from service.core.redis import create_redis
 from service.health.router import router as health_router
 from service.projects import router as projects
@@ -88,7 +88,12 @@ def create_app(
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit_for(settings.api))
-    app.add_middleware(RequestContextMiddleware)  # outermost: ids and logs every response
+    templates = RouteTemplates(
+        lambda: [*app.openapi()["paths"], "/docs", "/openapi.json", "/redoc"]
+    )
+    app.add_middleware(
+        RequestContextMiddleware, templates=templates
+    )  # outermost: ids and logs every response
     app.include_router(health_router)
     app.include_router(wellknown_router)
     app.include_router(api_router())

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import asyncpg
 from sqlalchemy import text
 
-from service.core.config import Environment, Settings, redact
+from service.core.config import DatabaseSettings, Environment, Settings, redact
 from service.core.db import asyncpg_url, create_engine
 from service.core.migrate import head_revision
 
@@ -39,6 +39,9 @@ def _pg_message(exc: BaseException) -> str:
 
 async def check_database(settings: Settings) -> list[Finding]:
     db = settings.database
+    if db.url is None and db.app_url is not None:
+        # An API or worker pod: it has only the application role's URL.
+        return await _check_app_role(db)
     if db.url is None:
         return [
             Finding(
@@ -138,20 +141,43 @@ async def check_database(settings: Settings) -> list[Finding]:
         return out
     finally:
         await engine.dispose()
-    app_engine = create_engine(db.app_dsn(), db, pool_size=1)
+    return out + await _check_app_role(db)
+
+
+async def _check_app_role(db: DatabaseSettings) -> list[Finding]:
+    dsn = db.app_dsn()
+    engine = create_engine(dsn, db, pool_size=1)
     try:
-        async with asyncio.timeout(TIMEOUT_S), app_engine.connect() as conn:
-            await conn.execute(text("select 1"))
-        out.append(Finding(True, "app role", f"connects as {redact(db.app_dsn())}"))
+        async with asyncio.timeout(TIMEOUT_S), engine.connect() as conn:
+            bypasses = (
+                await conn.execute(
+                    text(
+                        "select rolbypassrls or rolsuper from pg_roles where rolname = current_user"
+                    )
+                )
+            ).scalar()
+            current = (await conn.execute(text("select version_num from alembic_version"))).scalar()
     except Exception as exc:
-        out.append(
-            Finding(
-                False, "app role", f"cannot connect as {redact(db.app_dsn())}: {_pg_message(exc)}"
-            )
-        )
+        return [Finding(False, "app role", f"cannot connect as {redact(dsn)}: {_pg_message(exc)}")]
     finally:
-        await app_engine.dispose()
-    return out
+        await engine.dispose()
+    head = head_revision()
+    return [
+        Finding(
+            not bypasses,
+            "app role",
+            f"{redact(dsn)} bypasses row-level security: use the application role"
+            if bypasses
+            else f"connects as {redact(dsn)}",
+        ),
+        Finding(
+            current == head,
+            "migrations",
+            f"at head {head}"
+            if current == head
+            else f"schema at {current or 'nothing'}, code expects {head}: run `callpact migrate upgrade`",
+        ),
+    ]
 
 
 async def check_redis(settings: Settings) -> Finding:

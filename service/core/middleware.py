@@ -24,9 +24,32 @@ log = structlog.get_logger("callpact.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
+class RouteTemplates:
+    """Request path → route template (`/api/v1/users/{user_id}`), for metrics and
+    logs: one time series per route, never one per object id. Built from the
+    app's own OpenAPI paths on first use, so it needs no framework internals."""
+
+    def __init__(self, paths: Callable[[], list[str]]) -> None:
+        self._paths = paths
+        self._compiled: list[tuple[re.Pattern[str], str]] | None = None
+
+    def match(self, path: str) -> str:
+        if self._compiled is None:
+            templates = sorted(self._paths(), key=lambda t: (t.count("{"), -len(t)))
+            self._compiled = [
+                (re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(t)) + "$"), t)
+                for t in templates
+            ]
+        for pattern, template in self._compiled:
+            if pattern.match(path):
+                return template
+        return "<unmatched>"
+
+
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, templates: RouteTemplates | None = None) -> None:
         self.app = app
+        self.templates = templates
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -68,8 +91,12 @@ class RequestContextMiddleware:
                 await response(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "<unmatched>"
+            if self.templates is not None:
+                template = (
+                    self.templates.match(scope["path"]) if scope.get("route") else "<unmatched>"
+                )
+            else:
+                template = getattr(scope.get("route"), "path", None) or "<unmatched>"
             method = scope["method"]
             HTTP_REQUESTS.labels(method, template, str(status)).inc()
             HTTP_LATENCY.labels(method, template).observe(elapsed)

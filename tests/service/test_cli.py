@@ -161,3 +161,30 @@ def test_up_serves_ready_and_stops_cleanly(
         assert (tmp_path / "var" / "pg" / "PG_VERSION").exists()
     if not os.environ.get("REDIS_URL"):
         assert not (tmp_path / "var" / "redis" / "redis.sock").exists()
+
+
+def test_doctor_in_an_api_pod_checks_the_application_role(
+    db_settings: DatabaseSettings, redis_url: str, tmp_path: Path
+) -> None:
+    """API and worker pods get only DATABASE_APP_URL: doctor checks that role, not an embedded server."""
+    result = _callpact(
+        "doctor",
+        env=_env(
+            DATABASE_APP_URL=db_settings.app_dsn(),
+            REDIS_URL=redis_url,
+            CALLPACT_VAR_DIR=str(tmp_path),
+        ),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "embedded" not in result.stdout
+    assert any(line.startswith("ok") and "app role" in line for line in result.stdout.splitlines())
+    owner_as_app = _callpact(
+        "doctor",
+        env=_env(
+            DATABASE_APP_URL=db_settings.owner_dsn(),
+            REDIS_URL=redis_url,
+            CALLPACT_VAR_DIR=str(tmp_path),
+        ),
+    )
+    assert owner_as_app.returncode == 1
+    assert "bypasses row-level security" in owner_as_app.stdout

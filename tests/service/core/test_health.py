@@ -61,3 +61,11 @@ async def test_metrics_count_requests_by_route_template(client: AsyncClient) -> 
     assert 'callpact_http_requests_total{method="GET",route="/healthz",status="200"}' in text
     assert 'route="<unmatched>",status="404"' in text
     assert "callpact_http_request_duration_seconds_bucket" in text
+
+
+async def test_metrics_use_the_route_template_not_the_path(client: AsyncClient) -> None:
+    # Ids in paths would make one time series per object; the template keeps one per route.
+    await client.get("/api/v1/users/0192f000-0000-7000-8000-000000000000")
+    text = (await client.get("/metrics")).text
+    assert 'route="/api/v1/users/{user_id}",status="401"' in text
+    assert "0192f000-0000-7000-8000-000000000000" not in text
