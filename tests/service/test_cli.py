@@ -8,14 +8,18 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import psutil
 import pytest
 
-from service.core.config import DatabaseSettings
+from service.core.config import DatabaseSettings, Settings
 from tests.conftest import Server, create_database, drop_database
+
+T = TypeVar("T")
 
 
 def _free_port() -> int:
@@ -102,11 +106,46 @@ async def smoke_database(pg_server: Server, run_id: str) -> str:
     await drop_database(pg_server, name)
 
 
-def test_up_serves_ready_and_stops_cleanly(
+def _run_up(
+    env: dict[str, str], port: int, action: Callable[[httpx.Client], T]
+) -> tuple[T, str, list[psutil.Process]]:
+    """Start `callpact up`, wait for /readyz, run `action`, stop it with SIGINT."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    descendants: list[psutil.Process] = []
+    try:
+        ready = None
+        deadline = time.monotonic() + 90
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            while time.monotonic() < deadline and proc.poll() is None:
+                try:
+                    ready = http.get("/readyz")
+                    if ready.status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.3)
+            assert ready is not None, "the API never answered"
+            assert ready.status_code == 200, ready.text
+            descendants = psutil.Process(proc.pid).children(recursive=True)
+            result = action(http)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
+    return result, output, descendants
+
+
+def test_up_serves_ready_stops_cleanly_and_keeps_its_data(
     smoke_database: str, db_settings: DatabaseSettings, tmp_path: Path
 ) -> None:
-    """`callpact up` over real TCP. With DATABASE_URL/REDIS_URL set in the
-    environment (CI's second run) it uses those servers; otherwise it starts
+    """`callpact up` over real TCP, twice on the same data. With DATABASE_URL/
+    REDIS_URL set (CI's second run) it uses those servers; otherwise it starts
     the embedded ones in its own var folder."""
     port = _free_port()
     overrides = {
@@ -122,37 +161,30 @@ def test_up_serves_ready_and_stops_cleanly(
         }
     if os.environ.get("REDIS_URL"):
         overrides["REDIS_URL"] = os.environ["REDIS_URL"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "up"],
-        env=_env(**overrides),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        ready = None
-        deadline = time.monotonic() + 60
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
-            while time.monotonic() < deadline and proc.poll() is None:
-                try:
-                    ready = http.get("/readyz")
-                    if ready.status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.3)
-            assert ready is not None, "the API never answered"
-            assert ready.status_code == 200, ready.text
-            assert http.get("/docs").status_code == 200
-        descendants = psutil.Process(proc.pid).children(recursive=True)
-        assert len(descendants) >= 2  # API and worker
-    finally:
-        proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, output
+    env = _env(**overrides)
+    platform = {
+        "Authorization": f"Bearer {Settings(_env_file=None).auth.platform_admin_token.get_secret_value()}"
+    }
+
+    def first(http: httpx.Client) -> str:
+        assert http.get("/docs").status_code == 200
+        created = http.post(
+            "/api/v1/platform/tenants",
+            json={
+                "slug": "smoke-bpo",
+                "name": "Smoke BPO",
+                "admin": {"email": "admin@smoke.example.com", "password": "correct horse battery"},
+            },
+            headers=platform,
+        )
+        assert created.status_code == 201, created.text
+        return str(created.json()["tenant"]["id"])
+
+    tenant_id, output, descendants = _run_up(env, port, first)
     assert "API" in output
     assert f"127.0.0.1:{port}" in output
     assert "Stopped." in output
+    assert len(descendants) >= 2  # API and worker
     time.sleep(0.5)
     assert not [p for p in descendants if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     if not os.environ.get("DATABASE_URL"):
@@ -161,6 +193,23 @@ def test_up_serves_ready_and_stops_cleanly(
         assert (tmp_path / "var" / "pg" / "PG_VERSION").exists()
     if not os.environ.get("REDIS_URL"):
         assert not (tmp_path / "var" / "redis" / "redis.sock").exists()
+
+    def second(http: httpx.Client) -> list[str]:
+        listed = http.get("/api/v1/platform/tenants", headers=platform)
+        assert listed.status_code == 200
+        login = http.post(
+            "/api/v1/auth/token",
+            json={
+                "tenant": "smoke-bpo",
+                "email": "admin@smoke.example.com",
+                "password": "correct horse battery",
+            },
+        )
+        assert login.status_code == 200, login.text
+        return [t["id"] for t in listed.json()]
+
+    ids, _, _ = _run_up(env, port, second)
+    assert tenant_id in ids
 
 
 def test_doctor_in_an_api_pod_checks_the_application_role(
