@@ -88,7 +88,8 @@ def _header(token: str) -> dict[str, Any]:
     try:
         segment = token.split(".")[0]
         header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (ValueError, IndexError) as exc:
+    # RecursionError: a header nested a few thousand levels deep fits in one HTTP header line.
+    except (ValueError, IndexError, RecursionError) as exc:
         raise InvalidToken("The token is not a JWT.") from exc
     if not isinstance(header, dict):
         raise InvalidToken("The token header is malformed.")
