@@ -68,18 +68,18 @@ async def project_scope(
     """Supervisors see the projects assigned to them; everyone else every project."""
     if ctx_role != "supervisor":
         return None
-    from sqlalchemy import text
+    # A Core table clause, not the ORM model: `tenants` imports no domain package.
+    from sqlalchemy import column, table
 
-    has_table = (
-        await session.execute(text("select to_regclass('user_projects') is not null"))
-    ).scalar()
-    if not has_table:
-        return frozenset()
-    rows = await session.execute(
-        text("select project_id from user_projects where tenant_id = :t and user_id = :u"),
-        {"t": tenant_id, "u": user_id},
+    assignments = table(
+        "user_projects", column("tenant_id"), column("user_id"), column("project_id")
     )
-    return frozenset(r[0] for r in rows)
+    rows = await session.execute(
+        select(assignments.c.project_id).where(
+            assignments.c.tenant_id == tenant_id, assignments.c.user_id == user_id
+        )
+    )
+    return frozenset(rows.scalars())
 
 
 async def _context_for_user(

@@ -55,3 +55,39 @@ class Project(SQLModel, table=True):
     version: int = 1
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
+
+
+class ProjectQueueKey(SQLModel, table=True):
+    """Mirror of `projects.queue_keys`, written by a database trigger; read-only here."""
+
+    __tablename__ = "project_queue_keys"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant_id", "client_id", "project_id"],
+            ["projects.tenant_id", "projects.client_id", "projects.id"],
+            ondelete="CASCADE",
+        ),
+    )
+    __client_column__ = "client_id"
+    __project_column__ = "project_id"
+    __audit__ = False  # written by the trigger; the project's own audit entry names the keys
+
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    queue_key: str = Field(primary_key=True)
+    client_id: uuid.UUID
+    project_id: uuid.UUID
+
+
+class UserProject(SQLModel, table=True):
+    """A supervisor's assignment to a project."""
+
+    __tablename__ = "user_projects"
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "user_id"], ["users.tenant_id", "users.id"]),
+        ForeignKeyConstraint(["tenant_id", "project_id"], ["projects.tenant_id", "projects.id"]),
+    )
+
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    user_id: uuid.UUID = Field(primary_key=True)
+    project_id: uuid.UUID = Field(primary_key=True)
+    created_at: datetime = _ts()
