@@ -26,6 +26,7 @@ Invariants held here:
 from __future__ import annotations
 
 import base64
+import importlib
 import json
 import secrets
 import time
@@ -71,7 +72,10 @@ from tenants.portal_session import open_session
 from tenants.security import decrypt, encrypt, token_digest
 
 # Authlib warns at import that it would rather use the `httpx2` package; the
-# `httpx` it falls back to is the one this project depends on.
+# `httpx` it falls back to is the one this project depends on. Its warning
+# module installs an "always" filter when first imported, so import it before
+# ours is put in front.
+importlib.import_module("authlib.deprecate")
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="The httpx module is deprecated")
     from authlib.integrations.base_client import OAuthError
