@@ -13,7 +13,8 @@ import socket
 from typing import Any, ClassVar
 
 import structlog
-from arq import func
+from arq import cron, func
+from arq.cron import CronJob
 from arq.worker import Function, run_worker
 from sqlalchemy import text
 
@@ -22,6 +23,7 @@ from service.core.db import Database
 from service.core.logging import configure_logging
 from service.core.metrics import JOB_COUNTS_KEY
 from service.core.redis import arq_settings, deserialize_job, serialize_job
+from tenants.keys import rotate_keys
 
 log = structlog.get_logger("callpact.worker")
 
@@ -33,14 +35,45 @@ async def ping(ctx: dict[str, Any], token: str) -> str:
     return token
 
 
+async def rotate_signing_keys(ctx: dict[str, Any]) -> str | None:
+    """`tenants.rotate_keys`: add the next JWT signing key a day before the
+    current one stops signing. Idempotent: a run that finds a key still
+    signing beyond tomorrow adds nothing, so a repeated or doubled run is free.
+    Signing keys are platform-wide, hence the admin engine."""
+    settings: Settings = ctx["settings"]
+    db: Database = ctx["db"]
+    async with db.admin_transaction() as admin:
+        kid = await rotate_keys(admin, settings.auth.secret_key.get_secret_value())
+    if kid is not None:
+        log.info("signing_key_added", kid=kid)
+    return kid
+
+
 FUNCTIONS: list[Function] = [func(ping, name="system.ping")]
+
+CRON_JOBS: list[CronJob] = [
+    # Daily, and once at startup: a worker that was down at 03:17 catches up
+    # when it comes back, before the current key's last signing day ends.
+    cron(
+        rotate_signing_keys,
+        name="tenants.rotate_keys",
+        hour={3},
+        minute={17},
+        run_at_startup=True,
+        timeout=60,
+    ),
+]
 
 
 async def _startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx.get("settings") or get_settings()
     ctx["settings"] = settings
     ctx["db"] = Database(settings.database)
-    log.info("worker_started", jobs=[f.name for f in FUNCTIONS])
+    log.info(
+        "worker_started",
+        jobs=[f.name for f in FUNCTIONS],
+        cron=[c.name for c in CRON_JOBS],
+    )
 
 
 async def _shutdown(ctx: dict[str, Any]) -> None:
@@ -64,6 +97,7 @@ async def _job_end(ctx: dict[str, Any]) -> None:
 
 class WorkerSettings:
     functions: ClassVar[list[Function]] = FUNCTIONS
+    cron_jobs: ClassVar[list[CronJob]] = CRON_JOBS
     on_startup = _startup
     on_shutdown = _shutdown
     on_job_start = _job_start

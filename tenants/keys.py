@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from joserfc.jwk import ECKey, KeySet
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlmodel import col
 
@@ -35,6 +35,7 @@ VERIFY_MARGIN = timedelta(hours=1)  # longer than any access token lives
 REFRESH_S = 300.0
 UNKNOWN_KID_RELOAD_S = 60.0
 _PURPOSE = b"signing-key"
+_ROTATION_LOCK = 0x63616C6C70616374  # "callpact": one rotation at a time, platform-wide
 
 
 class KeyStore:
@@ -103,7 +104,12 @@ class KeyStore:
 
 async def rotate_keys(admin: AsyncSession, secret_key: str, *, force: bool = False) -> str | None:
     """Add a new signing key when the current one stops signing within a day
-    (or now, with `force`). Returns the new kid, or None when none was needed."""
+    (or now, with `force`). Returns the new kid, or None when none was needed.
+
+    Serialized across processes by a transaction-level advisory lock: two
+    workers, or a worker and an API starting up, that find the rotation due
+    at once would otherwise both read the same latest key and add two."""
+    await admin.execute(select(func.pg_advisory_xact_lock(_ROTATION_LOCK)))
     now = utcnow()
     latest = (
         await admin.execute(select(SigningKey).order_by(col(SigningKey.sign_until).desc()).limit(1))
