@@ -1,0 +1,1 @@
+"""KPIs: contact sums, the formulas of KPIS.md, time buckets. Pure: no I/O."""

@@ -1,0 +1,680 @@
+"""Mergeable sums of contacts: what a KPI rollup row holds.
+
+`KpiSums` is an aggregate of contacts from which every queue KPI of KPIS.md
+is computed for ANY contract formula — any threshold T, any short-abandon
+setting, any service-level preset — without a raw scan. It is a commutative
+monoid under `+` (`KpiSums.merge` for many) and `-` removes contacts again
+(a correction: remove the old version of a contact, add the new one).
+
+Invariants this module holds (and the rollup table must keep):
+
+* **Durations are whole milliseconds, rounded up** (`duration_ms`). For an
+  integer T, `wait ≤ T s` holds exactly when `ceil_ms(wait) ≤ 1000·T`, so
+  rounding up never moves a contact across an integer-second threshold, and
+  every sum is an exact integer (no float drift, `a + b - b == a`). Raw SQL
+  that recomputes a figure must use the same rule:
+  `ceil(extract(epoch from answered_at - queued_at) * 1000)`.
+* **Wait histograms** are kept per outcome, sparse, keyed by the bucket's
+  inclusive upper edge in seconds (`wait_edge`). The edges are the *grid*:
+  every second 0…3 600 s, every minute up to 86 400 s (1 day), every hour up
+  to 2 678 400 s (31 days), then one overflow bucket. Bucket `e` holds the
+  waits in `(previous edge, e]`; bucket 0 holds waits of exactly 0. So for
+  any threshold on the grid, "wait ≤ T" is a union of whole buckets and
+  A_T, Ab_T, Ab_s and their wait sums (each bucket keeps its exact Σ ms)
+  are exact. A threshold off the grid (e.g. 3 601 s) is refused
+  (`ThresholdNotOnGrid`), never approximated. The grid is versioned
+  (`GRID_VERSION`); changing it means rebuilding the rollups.
+* **Longest wait** is a maximum, which cannot be subtracted. Each outcome
+  keeps its exact max in ms. Removing contacts keeps it exact when the
+  removed contacts all waited less, or when the top non-empty bucket's count
+  and exact sum pin it down (e.g. one contact left there); otherwise the max
+  becomes the tightest upper bound those give, flagged `max_exact = False`.
+  The rollup writer then recomputes that one row from its raw contacts
+  (`KpiSums.from_contacts`) to restore exactness; a KPI computed from an
+  inexact max says it is an upper bound.
+* Handling figures (talk, hold, ACW, transfers, FCR flags) exist only for
+  answered contacts; a contact still `in_queue` counts only as in queue.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Final
+
+GRID_VERSION: Final = 1
+LAST_SECOND_EDGE: Final = 3_600
+LAST_MINUTE_EDGE: Final = 86_400
+LAST_HOUR_EDGE: Final = 31 * 86_400
+# Larger than every grid edge and than any threshold; fits a PostgreSQL int4.
+OVERFLOW_EDGE: Final = 2_147_483_647
+
+_MS_LAST_SECOND: Final = LAST_SECOND_EDGE * 1000
+_MS_LAST_MINUTE: Final = LAST_MINUTE_EDGE * 1000
+_MS_LAST_HOUR: Final = LAST_HOUR_EDGE * 1000
+
+
+class Outcome(StrEnum):
+    ANSWERED = "answered"
+    ABANDONED = "abandoned"
+    TIMEOUT = "timeout"
+    EXIT_KEY = "exit_key"
+    EXIT_EMPTY = "exit_empty"
+    OVERFLOW = "overflow"
+    TRANSFERRED_OUT = "transferred_out"
+    IN_QUEUE = "in_queue"
+
+
+# Outcomes that end a contact's time in queue, in storage order (the index is
+# the `smallint` code in the rollup row: never reorder, only append).
+FINAL_OUTCOMES: Final[tuple[Outcome, ...]] = (
+    Outcome.ANSWERED,
+    Outcome.ABANDONED,
+    Outcome.TIMEOUT,
+    Outcome.EXIT_KEY,
+    Outcome.EXIT_EMPTY,
+    Outcome.OVERFLOW,
+    Outcome.TRANSFERRED_OUT,
+)
+OTHER_EXITS: Final[tuple[Outcome, ...]] = FINAL_OUTCOMES[2:]
+# The exits a contract may count as abandons ("timeouts and key exits"): the
+# customer left unserved. Overflow and transfer out route the contact on.
+UNSERVED_EXITS: Final[tuple[Outcome, ...]] = (
+    Outcome.TIMEOUT,
+    Outcome.EXIT_KEY,
+    Outcome.EXIT_EMPTY,
+)
+_CODE: Final = {o: i for i, o in enumerate(FINAL_OUTCOMES)}
+
+Duration = int | float | Decimal | timedelta
+
+
+class InvalidContact(ValueError):
+    """A contact's facts contradict each other or KPIS.md."""
+
+
+class ThresholdNotOnGrid(ValueError):
+    """A threshold the wait histograms cannot answer exactly."""
+
+
+class InvalidRollup(ValueError):
+    """Subtracting contacts never added, or a stored row that is inconsistent."""
+
+
+def duration_ms(value: Duration) -> int:
+    """Whole milliseconds, rounded up; refuses negative, NaN, infinite and bool.
+
+    Floats are read by their shortest decimal repr (0.1 is 100 ms, not
+    100.000000000000005… rounded up to 101).
+    """
+    if isinstance(value, bool):
+        raise InvalidContact("a duration is a number of seconds, not a bool")
+    if isinstance(value, int):
+        ms = value * 1000
+    elif isinstance(value, timedelta):
+        us = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
+        ms = -(-us // 1000)
+    else:
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise InvalidContact(f"duration {value!r} is not finite")
+            dec = Decimal(repr(value))
+        else:
+            dec = value
+        try:
+            ms = int((dec * 1000).to_integral_value(rounding=ROUND_CEILING))
+        except (InvalidOperation, ValueError, OverflowError) as exc:
+            raise InvalidContact(f"duration {value!r} is not a finite number") from exc
+    if ms < 0:
+        raise InvalidContact(f"duration {value!r} is negative")
+    return ms
+
+
+def wait_edge(ms: int) -> int:
+    """The grid bucket (its inclusive upper edge, in seconds) holding a wait of `ms`."""
+    if ms <= _MS_LAST_SECOND:
+        return -(-ms // 1000)
+    if ms <= _MS_LAST_MINUTE:
+        return -(-ms // 60_000) * 60
+    if ms <= _MS_LAST_HOUR:
+        return -(-ms // 3_600_000) * 3600
+    return OVERFLOW_EDGE
+
+
+def previous_edge(edge: int) -> int:
+    """The grid point below `edge` (-1 below bucket 0): the bucket is (previous, edge]."""
+    if edge == OVERFLOW_EDGE:
+        return LAST_HOUR_EDGE
+    if edge <= LAST_SECOND_EDGE:
+        return edge - 1
+    if edge <= LAST_MINUTE_EDGE:
+        return edge - 60
+    return edge - 3600
+
+
+def is_on_grid(seconds: int) -> bool:
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
+        return False
+    if seconds <= LAST_SECOND_EDGE:
+        return True
+    if seconds <= LAST_MINUTE_EDGE:
+        return seconds % 60 == 0
+    return seconds <= LAST_HOUR_EDGE and seconds % 3600 == 0
+
+
+def check_threshold(seconds: int, name: str = "threshold_s") -> int:
+    """Refuse a threshold the histograms cannot answer exactly; return it."""
+    if not is_on_grid(seconds):
+        raise ThresholdNotOnGrid(
+            f"{name} = {seconds!r}: exact thresholds are whole seconds up to "
+            f"{LAST_SECOND_EDGE} s, whole minutes up to {LAST_MINUTE_EDGE} s and "
+            f"whole hours up to {LAST_HOUR_EDGE} s"
+        )
+    return seconds
+
+
+@dataclass(frozen=True, slots=True)
+class WaitHistogram:
+    """Waits of one outcome: sparse buckets `edge → count` and `edge → Σ ms`.
+
+    Never mutated once built (KpiSums shares them between results).
+    """
+
+    counts: Mapping[int, int] = field(default_factory=dict)
+    sums_ms: Mapping[int, int] = field(default_factory=dict)
+    total: int = 0
+    total_ms: int = 0
+    max_ms: int | None = None
+    max_exact: bool = True
+
+    def count_in(self, above: int, up_to: int) -> int:
+        """Contacts with `above < wait ≤ up_to` (grid points; above = -1 for all)."""
+        if above < 0 and up_to >= OVERFLOW_EDGE:
+            return self.total
+        return sum(c for e, c in self.counts.items() if above < e <= up_to)
+
+    def sum_ms_in(self, above: int, up_to: int) -> int:
+        if above < 0 and up_to >= OVERFLOW_EDGE:
+            return self.total_ms
+        return sum(s for e, s in self.sums_ms.items() if above < e <= up_to)
+
+    def top_edge(self) -> int | None:
+        return max(self.counts) if self.counts else None
+
+
+_EMPTY_HIST: Final = WaitHistogram()
+
+
+@dataclass(frozen=True, slots=True)
+class ContactFacts:
+    """What one contact contributes to the KPIs (a contacts row, reduced).
+
+    Waits and handling durations are seconds (int, float, Decimal) or
+    timedeltas; see `duration_ms` for the rounding.
+    """
+
+    outcome: Outcome | str
+    wait_s: Duration | None = None
+    talk_s: Duration = 0
+    hold_s: Duration = 0
+    hold_count: int = 0
+    acw_s: Duration = 0
+    transferred: bool = False
+    resolved_first_contact: bool | None = None
+    csat: int | None = None
+    nps: int | None = None
+
+
+class _Slot:
+    """One outcome's histogram while it is being built."""
+
+    __slots__ = ("counts", "max_exact", "max_ms", "sums", "total", "total_ms")
+
+    def __init__(self) -> None:
+        self.counts: dict[int, int] = {}
+        self.sums: dict[int, int] = {}
+        self.total = 0
+        self.total_ms = 0
+        self.max_ms: int | None = None
+        self.max_exact = True
+
+    def raise_max(self, value: int, exact: bool) -> None:
+        if self.max_ms is None or value > self.max_ms:
+            self.max_ms, self.max_exact = value, exact
+        elif value == self.max_ms:
+            # the true maximum is this value if either side knows it exactly
+            self.max_exact = self.max_exact or exact
+
+
+class _Accumulator:
+    """Mutable builder behind `+`, `-`, `merge` and `from_contacts`."""
+
+    __slots__ = (
+        "acw_ms",
+        "csat",
+        "fcr_known",
+        "fcr_resolved",
+        "held",
+        "hold_count",
+        "hold_ms",
+        "in_queue",
+        "nps",
+        "slots",
+        "talk_ms",
+        "transferred",
+    )
+
+    def __init__(self) -> None:
+        self.slots: dict[Outcome, _Slot] = {}
+        self.in_queue = 0
+        self.talk_ms = 0
+        self.hold_ms = 0
+        self.acw_ms = 0
+        self.held = 0
+        self.hold_count = 0
+        self.transferred = 0
+        self.fcr_resolved = 0
+        self.fcr_known = 0
+        self.csat = [0] * 5
+        self.nps = [0] * 11
+
+    def _slot(self, outcome: Outcome) -> _Slot:
+        slot = self.slots.get(outcome)
+        if slot is None:
+            slot = self.slots[outcome] = _Slot()
+        return slot
+
+    def add_contact(self, facts: ContactFacts) -> None:
+        try:
+            outcome = Outcome(facts.outcome)
+        except ValueError as exc:
+            raise InvalidContact(f"unknown outcome {facts.outcome!r}") from exc
+        if outcome is Outcome.IN_QUEUE:
+            # Not known yet: enters no figure until it is (KPIS.md).
+            self.in_queue += 1
+            return
+        if facts.wait_s is None:
+            raise InvalidContact(f"an {outcome} contact needs its wait")
+        wait = duration_ms(facts.wait_s)
+        talk = duration_ms(facts.talk_s)
+        hold = duration_ms(facts.hold_s)
+        acw = duration_ms(facts.acw_s)
+        hold_count = facts.hold_count
+        if isinstance(hold_count, bool) or not isinstance(hold_count, int) or hold_count < 0:
+            raise InvalidContact(f"hold_count {hold_count!r} is not a count")
+        if outcome is not Outcome.ANSWERED and (
+            talk
+            or hold
+            or acw
+            or hold_count
+            or facts.transferred
+            or facts.resolved_first_contact is not None
+        ):
+            raise InvalidContact(
+                f"an {outcome} contact has no talk, hold, ACW, transfer or FCR flag"
+            )
+        csat, nps = facts.csat, facts.nps
+        if csat is not None and (isinstance(csat, bool) or csat not in range(1, 6)):
+            raise InvalidContact(f"csat {csat!r} is not on the 1 to 5 scale")
+        if nps is not None and (isinstance(nps, bool) or nps not in range(11)):
+            raise InvalidContact(f"nps {nps!r} is not on the 0 to 10 scale")
+
+        slot = self._slot(outcome)
+        edge = wait_edge(wait)
+        slot.counts[edge] = slot.counts.get(edge, 0) + 1
+        slot.sums[edge] = slot.sums.get(edge, 0) + wait
+        slot.total += 1
+        slot.total_ms += wait
+        slot.raise_max(wait, True)
+        if outcome is Outcome.ANSWERED:
+            self.talk_ms += talk
+            self.hold_ms += hold
+            self.acw_ms += acw
+            self.held += hold > 0
+            self.hold_count += hold_count
+            self.transferred += bool(facts.transferred)
+            if facts.resolved_first_contact is not None:
+                self.fcr_known += 1
+                self.fcr_resolved += bool(facts.resolved_first_contact)
+        if csat is not None:
+            self.csat[csat - 1] += 1
+        if nps is not None:
+            self.nps[nps] += 1
+
+    def add(self, other: KpiSums) -> None:
+        for outcome, h in other.waits.items():
+            slot = self._slot(outcome)
+            counts, sums = slot.counts, slot.sums
+            if not counts:
+                counts.update(h.counts)
+                sums.update(h.sums_ms)
+            else:
+                get = counts.get
+                for e, c in h.counts.items():
+                    counts[e] = get(e, 0) + c
+                sget = sums.get
+                for e, s in h.sums_ms.items():
+                    sums[e] = sget(e, 0) + s
+            slot.total += h.total
+            slot.total_ms += h.total_ms
+            if h.max_ms is not None:
+                slot.raise_max(h.max_ms, h.max_exact)
+        self.in_queue += other.in_queue
+        self.talk_ms += other.talk_ms
+        self.hold_ms += other.hold_ms
+        self.acw_ms += other.acw_ms
+        self.held += other.held
+        self.hold_count += other.hold_count
+        self.transferred += other.transferred
+        self.fcr_resolved += other.fcr_resolved
+        self.fcr_known += other.fcr_known
+        for i, c in enumerate(other.csat_counts):
+            self.csat[i] += c
+        for i, c in enumerate(other.nps_counts):
+            self.nps[i] += c
+
+    def subtract(self, other: KpiSums) -> None:
+        for outcome, g in other.waits.items():
+            slot = self._slot(outcome)
+            counts, sums = slot.counts, slot.sums
+            for e, c in g.counts.items():
+                left = counts.get(e, 0) - c
+                left_ms = sums.get(e, 0) - g.sums_ms[e]
+                if left < 0 or (left == 0) != (left_ms == 0):
+                    raise InvalidRollup(
+                        f"removing {outcome} contacts with waits near {e} s that were never added"
+                    )
+                if left:
+                    counts[e], sums[e] = left, left_ms
+                else:
+                    del counts[e], sums[e]
+            slot.total -= g.total
+            slot.total_ms -= g.total_ms
+            if not counts:
+                slot.max_ms, slot.max_exact = None, True
+            elif slot.max_ms is None or g.max_ms is None:
+                raise InvalidRollup(f"{outcome} histogram without a maximum")
+            elif g.max_ms < slot.max_ms:
+                pass  # every removed wait was shorter: the longest one stays
+            else:
+                # The longest wait may have left. The top bucket's c waits lie in
+                # (low, edge] and sum to s: the longest is at least ceil(s / c) and
+                # at most s - (c - 1)·low, the edge and the old maximum.
+                top = max(counts)
+                c, s = counts[top], sums[top]
+                low = previous_edge(top) * 1000 + 1 if top else 0
+                high = min(slot.max_ms, s - (c - 1) * low)
+                if top != OVERFLOW_EDGE:
+                    high = min(high, top * 1000)
+                slot.max_ms, slot.max_exact = high, high == -(-s // c)
+        scalars = {
+            "in_queue": self.in_queue - other.in_queue,
+            "talk_ms": self.talk_ms - other.talk_ms,
+            "hold_ms": self.hold_ms - other.hold_ms,
+            "acw_ms": self.acw_ms - other.acw_ms,
+            "held": self.held - other.held,
+            "hold_count": self.hold_count - other.hold_count,
+            "transferred": self.transferred - other.transferred,
+            "fcr_resolved": self.fcr_resolved - other.fcr_resolved,
+            "fcr_known": self.fcr_known - other.fcr_known,
+        }
+        negative = [k for k, v in scalars.items() if v < 0]
+        csat = [a - b for a, b in zip(self.csat, other.csat_counts, strict=True)]
+        nps = [a - b for a, b in zip(self.nps, other.nps_counts, strict=True)]
+        if negative or min(csat) < 0 or min(nps) < 0:
+            raise InvalidRollup(
+                f"removing more than was added ({', '.join(negative) or 'surveys'})"
+            )
+        for k, v in scalars.items():
+            setattr(self, k, v)
+        self.csat, self.nps = csat, nps
+
+    def build(self) -> KpiSums:
+        waits = {
+            outcome: WaitHistogram(
+                slot.counts, slot.sums, slot.total, slot.total_ms, slot.max_ms, slot.max_exact
+            )
+            for outcome in FINAL_OUTCOMES
+            if (slot := self.slots.get(outcome)) is not None and slot.counts
+        }
+        # The builder is spent: its dicts now belong to the frozen result.
+        self.slots = {}
+        return KpiSums(
+            waits=waits,
+            in_queue=self.in_queue,
+            talk_ms=self.talk_ms,
+            hold_ms=self.hold_ms,
+            acw_ms=self.acw_ms,
+            held=self.held,
+            hold_count=self.hold_count,
+            transferred=self.transferred,
+            fcr_resolved=self.fcr_resolved,
+            fcr_known=self.fcr_known,
+            csat_counts=tuple(self.csat),
+            nps_counts=tuple(self.nps),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class KpiSums:
+    """The mergeable aggregate of a set of contacts (see the module docstring).
+
+    Build with `from_contact`/`from_contacts`, combine with `+`, `-` and
+    `merge`, store with `to_row`/`from_row`. Equal contact multisets give
+    equal sums, whatever the order they were added in.
+    """
+
+    waits: Mapping[Outcome, WaitHistogram] = field(default_factory=dict)
+    in_queue: int = 0
+    talk_ms: int = 0
+    hold_ms: int = 0
+    acw_ms: int = 0
+    held: int = 0  # answered contacts with hold > 0
+    hold_count: int = 0  # number of holds
+    transferred: int = 0  # transferred after answer
+    fcr_resolved: int = 0
+    fcr_known: int = 0  # answered contacts whose source gave an FCR flag
+    csat_counts: tuple[int, ...] = (0,) * 5  # responses scoring 1..5
+    nps_counts: tuple[int, ...] = (0,) * 11  # responses scoring 0..10
+
+    # ---- building -----------------------------------------------------------
+
+    @classmethod
+    def from_contact(cls, facts: ContactFacts) -> KpiSums:
+        acc = _Accumulator()
+        acc.add_contact(facts)
+        return acc.build()
+
+    @classmethod
+    def from_contacts(cls, contacts: Iterable[ContactFacts]) -> KpiSums:
+        """One pass over raw contacts (how a rollup row is rebuilt)."""
+        acc = _Accumulator()
+        for facts in contacts:
+            acc.add_contact(facts)
+        return acc.build()
+
+    @classmethod
+    def merge(cls, items: Iterable[KpiSums]) -> KpiSums:
+        """Σ items in one pass (linear; `sum()` with `+` would copy each step)."""
+        acc = _Accumulator()
+        for item in items:
+            acc.add(item)
+        return acc.build()
+
+    def __add__(self, other: KpiSums) -> KpiSums:
+        if not isinstance(other, KpiSums):
+            return NotImplemented
+        return KpiSums.merge((self, other))
+
+    def __sub__(self, other: KpiSums) -> KpiSums:
+        """Remove contacts (a correction); `InvalidRollup` if they were never added."""
+        if not isinstance(other, KpiSums):
+            return NotImplemented
+        acc = _Accumulator()
+        acc.add(self)
+        acc.subtract(other)
+        return acc.build()
+
+    # ---- reading ------------------------------------------------------------
+
+    def hist(self, outcome: Outcome) -> WaitHistogram:
+        return self.waits.get(outcome, _EMPTY_HIST)
+
+    def count(self, outcome: Outcome) -> int:
+        if outcome is Outcome.IN_QUEUE:
+            return self.in_queue
+        return self.hist(outcome).total
+
+    @property
+    def is_empty(self) -> bool:
+        return self == _EMPTY
+
+    # ---- storage ------------------------------------------------------------
+
+    def to_row(self) -> dict[str, int | list[int] | list[bool]]:
+        """Columns of a rollup row: fixed scalars plus sparse `int[]` histograms.
+
+        Proposed PostgreSQL types: `grid_version smallint`, the `n_*` and
+        scalar counts `integer`, the `*_ms` sums `bigint`; `wait_outcome
+        smallint[]`, `wait_edge_s integer[]`, `wait_count integer[]`,
+        `wait_sum_ms bigint[]` (parallel arrays, sorted by outcome code then
+        edge; one entry per non-empty bucket); `wait_max_ms bigint[7]`
+        (-1 = no contact) and `wait_max_exact boolean[7]` indexed by outcome
+        code; `csat_counts integer[5]`, `nps_counts integer[11]`. The `n_*`
+        outcome counts repeat the histogram totals so that volume figures
+        are a plain SQL `sum()`; `from_row` checks they agree.
+        """
+        outcome_codes: list[int] = []
+        edges: list[int] = []
+        counts: list[int] = []
+        sums: list[int] = []
+        max_ms: list[int] = []
+        max_exact: list[bool] = []
+        row: dict[str, int | list[int] | list[bool]] = {"grid_version": GRID_VERSION}
+        for code, outcome in enumerate(FINAL_OUTCOMES):
+            h = self.hist(outcome)
+            row[f"n_{outcome.value}"] = h.total
+            for e in sorted(h.counts):
+                outcome_codes.append(code)
+                edges.append(e)
+                counts.append(h.counts[e])
+                sums.append(h.sums_ms[e])
+            max_ms.append(-1 if h.max_ms is None else h.max_ms)
+            max_exact.append(h.max_exact)
+        row.update(
+            n_in_queue=self.in_queue,
+            wait_outcome=outcome_codes,
+            wait_edge_s=edges,
+            wait_count=counts,
+            wait_sum_ms=sums,
+            wait_max_ms=max_ms,
+            wait_max_exact=max_exact,
+            talk_ms=self.talk_ms,
+            hold_ms=self.hold_ms,
+            acw_ms=self.acw_ms,
+            held=self.held,
+            hold_count=self.hold_count,
+            transferred=self.transferred,
+            fcr_resolved=self.fcr_resolved,
+            fcr_known=self.fcr_known,
+            csat_counts=list(self.csat_counts),
+            nps_counts=list(self.nps_counts),
+        )
+        return row
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, object]) -> KpiSums:
+        """Read a stored row back, checking every invariant (`InvalidRollup`)."""
+
+        def scalar(name: str) -> int:
+            v = row[name]
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise InvalidRollup(f"{name} = {v!r} is not a count")
+            return v
+
+        def ints(name: str, length: int | None = None) -> list[int]:
+            v = row[name]
+            if not isinstance(v, Sequence) or isinstance(v, str | bytes):
+                raise InvalidRollup(f"{name} is not an array")
+            out = list(v)
+            if any(isinstance(x, bool) or not isinstance(x, int) for x in out):
+                raise InvalidRollup(f"{name} holds a non-integer")
+            if length is not None and len(out) != length:
+                raise InvalidRollup(f"{name} has {len(out)} entries, not {length}")
+            return out
+
+        try:
+            if row["grid_version"] != GRID_VERSION:
+                raise InvalidRollup(
+                    f"grid_version {row['grid_version']!r}: this code reads {GRID_VERSION}; rebuild"
+                )
+            codes = ints("wait_outcome")
+            edges = ints("wait_edge_s")
+            counts = ints("wait_count")
+            sums = ints("wait_sum_ms")
+            n = len(codes)
+            maxes = ints("wait_max_ms", len(FINAL_OUTCOMES))
+            exact_raw = row["wait_max_exact"]
+            if not isinstance(exact_raw, Sequence) or len(exact_raw) != len(FINAL_OUTCOMES):
+                raise InvalidRollup("wait_max_exact is not one flag per outcome")
+            exact = [bool(x) for x in exact_raw]
+            if not (len(edges) == len(counts) == len(sums) == n):
+                raise InvalidRollup("histogram arrays differ in length")
+            hist: dict[Outcome, tuple[dict[int, int], dict[int, int]]] = {}
+            last: tuple[int, int] | None = None
+            for code, e, c, s in zip(codes, edges, counts, sums, strict=True):
+                if not 0 <= code < len(FINAL_OUTCOMES):
+                    raise InvalidRollup(f"unknown outcome code {code}")
+                if e != OVERFLOW_EDGE and not is_on_grid(e):
+                    raise InvalidRollup(f"edge {e} is not on the grid")
+                if last is not None and (code, e) <= last:
+                    raise InvalidRollup("histogram entries are not sorted and unique")
+                last = (code, e)
+                low_ms = (previous_edge(e) * 1000 + 1) if e else 0
+                high_ms = s if e == OVERFLOW_EDGE else c * e * 1000
+                if c <= 0 or not c * low_ms <= s <= high_ms:
+                    raise InvalidRollup(f"bucket {e} s: {c} waits cannot sum to {s} ms")
+                dc, ds = hist.setdefault(FINAL_OUTCOMES[code], ({}, {}))
+                dc[e], ds[e] = c, s
+            waits: dict[Outcome, WaitHistogram] = {}
+            for code, outcome in enumerate(FINAL_OUTCOMES):
+                dc, ds = hist.get(outcome, ({}, {}))
+                total = sum(dc.values())
+                if total != scalar(f"n_{outcome.value}"):
+                    raise InvalidRollup(f"n_{outcome.value} disagrees with its histogram")
+                if not total:
+                    if maxes[code] != -1:
+                        raise InvalidRollup(f"{outcome} has a max wait but no contact")
+                    continue
+                top = max(dc)
+                m = maxes[code]
+                if m < 0 or (top != OVERFLOW_EDGE and m > top * 1000):
+                    raise InvalidRollup(f"{outcome} max wait {m} ms outside its top bucket")
+                waits[outcome] = WaitHistogram(dc, ds, total, sum(ds.values()), m, exact[code])
+            csat = ints("csat_counts", 5)
+            nps = ints("nps_counts", 11)
+            if min(csat) < 0 or min(nps) < 0:
+                raise InvalidRollup("negative survey count")
+            return cls(
+                waits=waits,
+                in_queue=scalar("n_in_queue"),
+                talk_ms=scalar("talk_ms"),
+                hold_ms=scalar("hold_ms"),
+                acw_ms=scalar("acw_ms"),
+                held=scalar("held"),
+                hold_count=scalar("hold_count"),
+                transferred=scalar("transferred"),
+                fcr_resolved=scalar("fcr_resolved"),
+                fcr_known=scalar("fcr_known"),
+                csat_counts=tuple(csat),
+                nps_counts=tuple(nps),
+            )
+        except KeyError as exc:
+            raise InvalidRollup(f"rollup row lacks {exc.args[0]!r}") from exc
+
+
+_EMPTY: Final = KpiSums()
