@@ -88,8 +88,9 @@ class OidcProvider:
         self.issuer = f"http://127.0.0.1:{self.port}"
         self.rsa = RSAKey.generate_key(2048, parameters={"kid": "rsa-1", "use": "sig"})
         self.ec = ECKey.generate_key("P-256", parameters={"kid": "ec-1", "use": "sig"})
-        # Claims to be the published RSA key, but is not: its signatures must fail.
+        # Claims to be the published RSA key (same kid), but is not: its signatures must fail.
         self.rogue = RSAKey.generate_key(2048, parameters={"kid": "rsa-1", "use": "sig"})
+        self._generation = 1
         self.clients: dict[str, RegisteredClient] = {}
         self._codes: dict[str, _Code] = {}
         self._lock = threading.Lock()
@@ -143,6 +144,13 @@ class OidcProvider:
         with self._lock:
             self.clients[client.client_id] = client
         return client
+
+    def rotate_signing_key(self) -> None:
+        """Sign with a new RSA key under a new kid from now on, as IdPs do."""
+        self._generation += 1
+        self.rsa = RSAKey.generate_key(
+            2048, parameters={"kid": f"rsa-{self._generation}", "use": "sig"}
+        )
 
     # --- endpoints ---------------------------------------------------------------------
 
@@ -279,4 +287,4 @@ class OidcProvider:
             key = OctKey.import_key(client.client_secret.encode())
             return jwt.encode({"alg": "HS256"}, claims, key, algorithms=["HS256"])
         rsa = self.rogue if client.sign_with == "rogue" else self.rsa
-        return jwt.encode({"alg": "RS256", "kid": "rsa-1"}, claims, rsa)
+        return jwt.encode({"alg": "RS256", "kid": self.rsa.kid}, claims, rsa)

@@ -10,13 +10,13 @@ import uuid
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlmodel import col
 
 from service.core.config import Settings
 from service.core.db import Database
 from tenants import oidc
-from tenants.models import AuditEntry
+from tenants.models import AuditEntry, Client
 from tenants.security import token_digest
 from tests.factories import bearer, make_client, make_tenant, make_user, platform_headers
 from tests.tenants.oidc.flow import (
@@ -153,6 +153,17 @@ async def test_es256_id_tokens_are_accepted(
 ) -> None:
     seed = await make_tenant(client, settings)
     idp_id, _ = await configure(client, settings, seed, idp, person(), knobs={"sign_with": "es256"})
+    assert (await login(client, seed.slug, idp_id)).status_code == 303
+
+
+async def test_rotated_idp_keys_are_fetched_again(
+    client: AsyncClient, settings: Settings, idp: OidcProvider
+) -> None:
+    seed = await make_tenant(client, settings)
+    idp_id, _ = await configure(client, settings, seed, idp, person())
+    assert (await login(client, seed.slug, idp_id)).status_code == 303
+    # The JWKS is cached now; a token under a new kid makes the app read it again.
+    idp.rotate_signing_key()
     assert (await login(client, seed.slug, idp_id)).status_code == 303
 
 
@@ -452,6 +463,20 @@ async def test_disabled_provider_is_refused_at_start_and_at_callback(
     assert_problem(await finish(client, callback_url), 403, "oidc_provider_disabled")
     assert_problem(await begin(client, seed.slug, idp_id), 403, "oidc_provider_disabled")
     assert await users_with_email(db, who.email) == []
+
+
+async def test_provider_of_an_inactive_client_is_refused(
+    client: AsyncClient, settings: Settings, db: Database, idp: OidcProvider
+) -> None:
+    seed = await make_tenant(client, settings)
+    customer = await make_client(db, seed.id)
+    idp_id, _ = await configure(client, settings, seed, idp, person(), client_id=str(customer.id))
+    assert (await begin(client, seed.slug, idp_id)).status_code == 302
+    async with db.admin_transaction() as admin:
+        await admin.execute(
+            update(Client).where(col(Client.id) == customer.id).values(status="inactive")
+        )
+    assert_problem(await begin(client, seed.slug, idp_id), 403, "oidc_provider_disabled")
 
 
 async def test_disabled_user_and_suspended_tenant_are_refused(
