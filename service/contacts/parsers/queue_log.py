@@ -69,7 +69,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from math import isfinite
-from typing import Any
+from typing import Any, Literal
 
 from service.contacts.parsers._common import MAX_EPOCH, MIN_EPOCH, ImportStats
 from service.contacts.records import (
@@ -298,10 +298,17 @@ class QueueLogParser:
         return self._run(enumerate(lines, 1), name, row_refs=False)
 
     def parse_rows(
-        self, rows: Iterable[tuple[int, str] | ParseIssue], name: str
+        self,
+        rows: Iterable[tuple[int, str] | ParseIssue],
+        name: str,
+        *,
+        refs: Literal["row", "line"] = "row",
     ) -> Iterator[ParsedItem]:
-        """`(row id, flat line)` pairs from a table adapter; issues pass through as malformed."""
-        return self._run(rows, name, row_refs=True)
+        """`(ref, flat line)` pairs from a table adapter; its issues pass through as malformed.
+
+        `refs="row"`: the numbers are row ids (`raw_ref` `file:#10`); `"line"`: physical lines.
+        """
+        return self._run(rows, name, row_refs=refs == "row")
 
     def _run(
         self, rows: Iterable[tuple[int, str] | ParseIssue], name: str, *, row_refs: bool
