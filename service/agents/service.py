@@ -9,6 +9,8 @@ reproducible."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import date
 from typing import Any
 
@@ -72,11 +74,15 @@ async def _check_external_ids(
             )
 
 
-async def _flush_guarded(session: AsyncSession) -> None:
-    """Flush in a savepoint; a concurrent writer that took the same e-mail or
-    telephony id between our check and our write gets the same 409."""
+@asynccontextmanager
+async def _guarded(session: AsyncSession) -> AsyncIterator[None]:
+    """Make the changes of the block and flush them in a savepoint, so a
+    concurrent writer that took the same e-mail or telephony id between our
+    check and our write gets the same 409 instead of a 500. (Changes go
+    inside the block: opening a savepoint flushes what is pending.)"""
     try:
         async with session.begin_nested():
+            yield
             await session.flush()
     except IntegrityError as exc:
         sqlstate, constraint = repo.db_error(exc)
@@ -105,15 +111,14 @@ async def create_agent(session: AsyncSession, ctx: TenantContext, data: AgentCre
         languages=data.languages,
         weekly_hours=data.weekly_hours,
     )
-    session.add(agent)
-    await _flush_guarded(session)
-    for system, external_id in data.external_ids.items():
-        session.add(
+    async with _guarded(session):
+        session.add(agent)
+        session.add_all(
             AgentExternalId(
                 tenant_id=ctx.tenant_id, agent_id=agent.id, system=system, external_id=external_id
             )
+            for system, external_id in data.external_ids.items()
         )
-    await _flush_guarded(session)
     return agent_read(agent, data.external_ids)
 
 
@@ -145,38 +150,41 @@ async def update_agent(
     agent = ensure_visible(await repo.get_agent(session, ctx, agent_id, for_update=True), "agent")
     check_if_match(if_match, agent.version)
     changes = data.model_dump(exclude_unset=True)
+    email = agent.email
     if "email" in changes:
         email = str(changes["email"]).lower() if changes["email"] else None
         await _check_email(session, ctx, email, agent.id)
-        agent.email = email
-    for key in ("name", "status", "skills", "languages"):
-        if changes.get(key) is not None:
-            setattr(agent, key, changes[key])
-    for key in ("hire_date", "weekly_hours"):
-        if key in changes:
-            setattr(agent, key, changes[key])
     external_ids: dict[str, str] | None = changes.get("external_ids")
+    current: list[AgentExternalId] = []
     if external_ids is not None:
         await _check_external_ids(session, ctx, external_ids, agent.id)
         current = await repo.external_id_rows(session, ctx, agent.id)
-        wanted = set(external_ids.items())
-        # Deletes first: a changed id keeps its (agent, system) key.
-        await repo.delete_external_ids(
-            session, ctx, [r for r in current if (r.system, r.external_id) not in wanted]
-        )
-        kept = {(r.system, r.external_id) for r in current}
-        for system, external_id in sorted(wanted - kept):
-            session.add(
+    async with _guarded(session):
+        agent.email = email
+        for key in ("name", "status", "skills", "languages"):
+            if changes.get(key) is not None:
+                setattr(agent, key, changes[key])
+        for key in ("hire_date", "weekly_hours"):
+            if key in changes:
+                setattr(agent, key, changes[key])
+        if external_ids is not None:
+            wanted = set(external_ids.items())
+            # Deletes first: a changed id keeps its (agent, system) key.
+            await repo.delete_external_ids(
+                session, ctx, [r for r in current if (r.system, r.external_id) not in wanted]
+            )
+            kept = {(r.system, r.external_id) for r in current}
+            session.add_all(
                 AgentExternalId(
                     tenant_id=ctx.tenant_id,
                     agent_id=agent.id,
                     system=system,
                     external_id=external_id,
                 )
+                for system, external_id in sorted(wanted - kept)
             )
-    agent.version += 1
-    agent.updated_at = utcnow()
-    await _flush_guarded(session)
+        agent.version += 1
+        agent.updated_at = utcnow()
     ids = await repo.external_ids_of(session, ctx, [agent.id])
     return agent_read(agent, ids[agent.id])
 
@@ -231,9 +239,9 @@ async def create_certification(
         certified_until=data.certified_until,
         note=data.note,
     )
-    session.add(certification)
     try:
         async with session.begin_nested():
+            session.add(certification)
             await session.flush()
     except IntegrityError as exc:
         if repo.db_error(exc)[0] == _UNIQUE_VIOLATION:

@@ -1,0 +1,450 @@
+"""All SQL of the shifts domain.
+
+Reads start from `scoped(Shift, ctx)` (tenant, client, the supervisor's
+projects). Two reads deliberately look past the caller's client and projects
+(never past the tenant): the clash lookup, because a planned double booking
+is one whatever project the other shift is on, and the check of an import's
+external ids, because they are unique per tenant. Both return only ids and
+ranges; callers blank the project of a shift the caller may not see.
+
+The bulk import loads a temporary staging table with COPY (row-level
+security forbids COPY into tenant tables), checks it set-wise, then writes
+with one `INSERT … SELECT … ON CONFLICT` under the tenant's settings."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import DateTime, Select, and_, func, literal, or_, select, text
+from sqlalchemy.dialects.postgresql import TSTZRANGE
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from service.agents.models import Agent, Certification
+from service.core.pagination import paginate
+from service.projects.models import Project
+from service.shifts.intervals import MAX_SHIFT
+from service.shifts.models import DURING, Shift
+from service.shifts.rows import ImportRow
+from tenants.context import TenantContext, scoped
+
+STAGE = "shift_import_stage"
+_TS = DateTime(timezone=True)
+
+
+def _range(start: datetime, end: datetime) -> Any:
+    return func.tstzrange(literal(start, _TS), literal(end, _TS), literal("[)"), type_=TSTZRANGE)
+
+
+@dataclass(frozen=True, slots=True)
+class Clash:
+    id: uuid.UUID
+    project_id: uuid.UUID
+    client_id: uuid.UUID
+    starts_at: datetime
+    ends_at: datetime
+
+
+async def clashing_shifts(
+    session: AsyncSession,
+    ctx: TenantContext,
+    agent_id: uuid.UUID,
+    starts_at: datetime,
+    ends_at: datetime,
+    *,
+    exclude: uuid.UUID | None = None,
+    limit: int = 10,
+) -> list[Clash]:
+    """The agent's shifts overlapping `[starts_at, ends_at)`, on any project
+    (the exclusion constraint's GiST index answers this)."""
+    stmt = (
+        select(
+            col(Shift.id),
+            col(Shift.project_id),
+            col(Shift.client_id),
+            col(Shift.starts_at),
+            col(Shift.ends_at),
+        )
+        .where(
+            col(Shift.tenant_id) == ctx.tenant_id,
+            col(Shift.agent_id) == agent_id,
+            DURING.op("&&")(_range(starts_at, ends_at)),
+        )
+        .order_by(col(Shift.starts_at))
+        .limit(limit)
+    )
+    if exclude is not None:
+        stmt = stmt.where(col(Shift.id) != exclude)
+    return [Clash(*row) for row in (await session.execute(stmt)).all()]
+
+
+async def get_shift(
+    session: AsyncSession, ctx: TenantContext, shift_id: uuid.UUID, *, for_update: bool = False
+) -> Shift | None:
+    stmt = scoped(Shift, ctx).where(col(Shift.id) == shift_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_project(
+    session: AsyncSession, ctx: TenantContext, project_id: uuid.UUID
+) -> Project | None:
+    stmt = scoped(Project, ctx).where(col(Project.id) == project_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_agent(session: AsyncSession, ctx: TenantContext, agent_id: uuid.UUID) -> Agent | None:
+    from service.agents.repository import get_agent as get_pool_agent
+
+    return await get_pool_agent(session, ctx, agent_id)
+
+
+async def is_certified(
+    session: AsyncSession,
+    ctx: TenantContext,
+    agent_id: uuid.UUID,
+    project_id: uuid.UUID,
+    on: date,
+) -> bool:
+    stmt = scoped(Certification, ctx).where(
+        col(Certification.agent_id) == agent_id,
+        col(Certification.project_id) == project_id,
+        col(Certification.certified_from) <= on,
+        or_(col(Certification.certified_until).is_(None), col(Certification.certified_until) >= on),
+    )
+    return (await session.execute(stmt.exists().select())).scalar() is True
+
+
+def _in_window(stmt: Select[Any], start: datetime | None, end: datetime | None) -> Select[Any]:
+    # Shifts last at most a day: the lower bound keeps the starts_at index usable.
+    if start is not None:
+        stmt = stmt.where(col(Shift.ends_at) > start, col(Shift.starts_at) > start - MAX_SHIFT)
+    if end is not None:
+        stmt = stmt.where(col(Shift.starts_at) < end)
+    return stmt
+
+
+async def list_shifts(
+    session: AsyncSession,
+    ctx: TenantContext,
+    *,
+    agent_id: uuid.UUID | None,
+    project_id: uuid.UUID | None,
+    activity: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    sort: str,
+    descending: bool,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[Shift], str | None]:
+    stmt = scoped(Shift, ctx)
+    if agent_id is not None:
+        stmt = stmt.where(col(Shift.agent_id) == agent_id)
+    if project_id is not None:
+        stmt = stmt.where(col(Shift.project_id) == project_id)
+    if activity is not None:
+        stmt = stmt.where(col(Shift.activity) == activity)
+    stmt = _in_window(stmt, start, end)
+    sort_column = {
+        "start": col(Shift.starts_at),
+        "created_at": col(Shift.created_at),
+        "updated_at": col(Shift.updated_at),
+    }[sort]
+    return await paginate(
+        session,
+        stmt,
+        sort=sort_column,
+        id_column=col(Shift.id),
+        limit=limit,
+        cursor=cursor,
+        descending=descending,
+    )
+
+
+async def shifts_in_window(
+    session: AsyncSession,
+    ctx: TenantContext,
+    start: datetime,
+    end: datetime,
+    *,
+    project_id: uuid.UUID | None = None,
+    agent_id: uuid.UUID | None = None,
+) -> list[tuple[Shift, str, str]]:
+    """Shifts overlapping `[start, end)` with their agent's and project's names."""
+    stmt = (
+        _in_window(scoped(Shift, ctx), start, end)
+        .add_columns(col(Agent.name), col(Project.name))
+        .join(
+            Agent,
+            and_(
+                col(Agent.tenant_id) == col(Shift.tenant_id), col(Agent.id) == col(Shift.agent_id)
+            ),
+        )
+        .join(
+            Project,
+            and_(
+                col(Project.tenant_id) == col(Shift.tenant_id),
+                col(Project.id) == col(Shift.project_id),
+            ),
+        )
+        .order_by(col(Shift.starts_at), col(Agent.name), col(Shift.id))
+    )
+    if project_id is not None:
+        stmt = stmt.where(col(Shift.project_id) == project_id)
+    if agent_id is not None:
+        stmt = stmt.where(col(Shift.agent_id) == agent_id)
+    return [(row[0], row[1], row[2]) for row in (await session.execute(stmt)).all()]
+
+
+async def tenant_time_zone(session: AsyncSession, ctx: TenantContext) -> str:
+    from tenants.models import Tenant
+
+    stmt = select(col(Tenant.time_zone)).where(col(Tenant.id) == ctx.tenant_id)
+    return (await session.execute(stmt)).scalar_one_or_none() or "UTC"
+
+
+async def find_overlaps(
+    session: AsyncSession, ctx: TenantContext, start: datetime, end: datetime
+) -> list[tuple[uuid.UUID, uuid.UUID, datetime, datetime]]:
+    """A full clash scan of a window: (agent, shift, its start, the latest end
+    of the agent's earlier shifts) for every shift that starts before an
+    earlier one ended. One ordered pass per agent with a running maximum, so
+    non-adjacent overlaps are found too; empty while the exclusion
+    constraint holds."""
+    result = await session.execute(
+        text(
+            """
+            select agent_id, id, starts_at, prev_end from (
+              select agent_id, id, starts_at,
+                     max(ends_at) over (partition by agent_id order by starts_at, id
+                                        rows between unbounded preceding and 1 preceding)
+                       as prev_end
+              from shifts
+              where tenant_id = :t and starts_at < :end and starts_at > :lookback
+                and ends_at > :start
+            ) s
+            where prev_end > starts_at
+            """
+        ),
+        {"t": ctx.tenant_id, "start": start, "end": end, "lookback": start - MAX_SHIFT},
+    )
+    return [(r[0], r[1], r[2], r[3]) for r in result.all()]
+
+
+# --- bulk import ---------------------------------------------------------------------
+
+
+async def resolve_external_agents(
+    session: AsyncSession, ctx: TenantContext, refs: Sequence[str], system: str | None
+) -> dict[str, list[uuid.UUID]]:
+    """The agents holding each external id (in `system`, or in any system)."""
+    if not refs:
+        return {}
+    query = (
+        "select external_id, agent_id from agent_external_ids"
+        " where tenant_id = :t and external_id = any(:refs)"
+    )
+    params: dict[str, Any] = {"t": ctx.tenant_id, "refs": list(refs)}
+    if system is not None:
+        query += " and system = :system"
+        params["system"] = system
+    out: dict[str, list[uuid.UUID]] = {}
+    for external_id, agent_id in (await session.execute(text(query), params)).all():
+        owners = out.setdefault(external_id, [])
+        if agent_id not in owners:
+            owners.append(agent_id)
+    return out
+
+
+async def stage_rows(
+    session: AsyncSession, rows: Sequence[ImportRow], ids: Sequence[uuid.UUID]
+) -> None:
+    """A temporary staging table (dropped at commit) filled by COPY on the
+    request's own connection and transaction."""
+    await session.execute(
+        text(
+            f"""
+            create temporary table {STAGE} (
+              row_no int primary key,
+              id uuid not null,
+              agent_id uuid,
+              project_id uuid not null,
+              starts_at timestamptz not null,
+              ends_at timestamptz not null,
+              activity text not null,
+              note text,
+              external_id text,
+              ok boolean not null default true
+            ) on commit drop
+            """
+        )
+    )
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection
+    await driver.copy_records_to_table(
+        STAGE,
+        records=[
+            (
+                r.row,
+                i,
+                r.agent_id,
+                r.project_id,
+                r.starts_at,
+                r.ends_at,
+                r.activity,
+                r.note,
+                r.external_id,
+            )
+            for r, i in zip(rows, ids, strict=True)
+        ],
+        columns=(
+            "row_no",
+            "id",
+            "agent_id",
+            "project_id",
+            "starts_at",
+            "ends_at",
+            "activity",
+            "note",
+            "external_id",
+        ),
+    )
+    await session.execute(text(f"analyze {STAGE}"))
+
+
+async def stage_problems(session: AsyncSession, ctx: TenantContext) -> list[tuple[int, str]]:
+    """(row, problem code) for rows whose agent, project or certification is wrong."""
+    project_scope = "" if ctx.project_ids is None else " and p.id = any(:projects)"
+    params: dict[str, Any] = {"t": ctx.tenant_id}
+    if ctx.project_ids is not None:
+        params["projects"] = list(ctx.project_ids)
+    result = await session.execute(
+        text(
+            f"""
+            select s.row_no,
+                   case
+                     when a.id is null then 'unknown_agent'
+                     when a.status <> 'active' then 'agent_inactive'
+                   end as agent_problem,
+                   case
+                     when p.id is null then 'unknown_project'
+                     when p.status <> 'active' then 'project_inactive'
+                   end as project_problem,
+                   case
+                     when a.id is not null and p.id is not null and s.activity <> 'training'
+                      and not exists (
+                        select 1 from agent_certifications c
+                        where c.tenant_id = :t and c.agent_id = s.agent_id
+                          and c.project_id = s.project_id
+                          and c.certified_from <= (s.starts_at at time zone p.time_zone)::date
+                          and (c.certified_until is null
+                               or c.certified_until >= (s.starts_at at time zone p.time_zone)::date))
+                     then 'not_certified'
+                   end as certification_problem
+            from {STAGE} s
+            left join agents a on a.tenant_id = :t and a.id = s.agent_id
+            left join projects p on p.tenant_id = :t and p.id = s.project_id{project_scope}
+            where s.agent_id is not null
+              and (a.id is null or a.status <> 'active' or p.id is null or p.status <> 'active'
+                   or s.activity <> 'training')
+            """
+        ),
+        params,
+    )
+    out: list[tuple[int, str]] = []
+    for row_no, *codes in result.all():
+        out.extend((row_no, code) for code in codes if code is not None)
+    return out
+
+
+async def stage_external_ids(
+    session: AsyncSession, ctx: TenantContext
+) -> list[tuple[int, uuid.UUID, uuid.UUID]]:
+    """(row, project, client) of the stored shift each row's external id names."""
+    result = await session.execute(
+        text(
+            f"""
+            select s.row_no, sh.project_id, sh.client_id from {STAGE} s
+            join shifts sh on sh.tenant_id = :t and sh.external_id = s.external_id
+            """
+        ),
+        {"t": ctx.tenant_id},
+    )
+    return [(r[0], r[1], r[2]) for r in result.all()]
+
+
+async def stage_clashes(
+    session: AsyncSession, ctx: TenantContext, *, only_ok: bool
+) -> list[tuple[int, Clash]]:
+    """Rows overlapping a stored shift of their agent, except the stored
+    shifts the import replaces (same external id, in a row still to be written)."""
+    ok, replaced_ok = (" and s.ok", " and r.ok") if only_ok else ("", "")
+    result = await session.execute(
+        text(
+            f"""
+            select s.row_no, sh.id, sh.project_id, sh.client_id, sh.starts_at, sh.ends_at
+            from {STAGE} s
+            join shifts sh on sh.tenant_id = :t and sh.agent_id = s.agent_id
+              and sh.during && tstzrange(s.starts_at, s.ends_at, '[)')
+            where s.agent_id is not null{ok}
+              and (sh.external_id is null or not exists (
+                select 1 from {STAGE} r where r.external_id = sh.external_id{replaced_ok}))
+            order by s.row_no, sh.starts_at
+            """
+        ),
+        {"t": ctx.tenant_id},
+    )
+    return [(r[0], Clash(r[1], r[2], r[3], r[4], r[5])) for r in result.all()]
+
+
+async def mark_rejected(session: AsyncSession, rows: Sequence[int]) -> None:
+    if rows:
+        await session.execute(
+            text(f"update {STAGE} set ok = false where row_no = any(:rows)"), {"rows": list(rows)}
+        )
+
+
+async def write_staged(session: AsyncSession, ctx: TenantContext) -> tuple[int, int]:
+    """Insert the staged rows still `ok`; a row whose external id exists
+    updates that shift, and only if something changed (a re-import is a
+    no-op). Returns (inserted, updated)."""
+    result = await session.execute(
+        text(
+            f"""
+            with written as (
+              insert into shifts as sh (tenant_id, id, agent_id, project_id, client_id,
+                                        starts_at, ends_at, activity, note, external_id)
+              select :t, s.id, s.agent_id, s.project_id, p.client_id,
+                     s.starts_at, s.ends_at, s.activity, s.note, s.external_id
+              from {STAGE} s
+              join projects p on p.tenant_id = :t and p.id = s.project_id
+              where s.ok
+              on conflict (tenant_id, external_id) do update set
+                agent_id = excluded.agent_id, project_id = excluded.project_id,
+                client_id = excluded.client_id, starts_at = excluded.starts_at,
+                ends_at = excluded.ends_at, activity = excluded.activity, note = excluded.note,
+                version = sh.version + 1, updated_at = now()
+              where (sh.agent_id, sh.project_id, sh.starts_at, sh.ends_at, sh.activity, sh.note)
+                is distinct from (excluded.agent_id, excluded.project_id, excluded.starts_at,
+                                  excluded.ends_at, excluded.activity, excluded.note)
+              returning (xmax = 0) as inserted
+            )
+            select count(*) filter (where inserted), count(*) filter (where not inserted)
+            from written
+            """
+        ),
+        {"t": ctx.tenant_id},
+    )
+    inserted, updated = result.one()
+    return int(inserted), int(updated)
+
+
+async def drop_stage(session: AsyncSession) -> None:
+    await session.execute(text(f"drop table if exists {STAGE}"))

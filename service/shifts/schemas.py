@@ -1,0 +1,141 @@
+"""API contracts of shifts, schedule imports and schedule views.
+
+Times are RFC 3339 with an offset; naive timestamps are refused (422)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from service.shifts.models import Shift
+from service.shifts.rows import MAX_ROWS
+from tenants.schemas import WriteModel
+
+Activity = Literal["on_queue", "training", "coaching", "meeting", "break"]
+ImportMode = Literal["all_or_nothing", "valid_rows"]
+Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
+ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+SystemKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_]{0,39}$")]
+
+
+class ShiftCreate(WriteModel):
+    agent_id: uuid.UUID
+    project_id: uuid.UUID
+    start: AwareDatetime
+    end: AwareDatetime
+    activity: Activity = "on_queue"
+    note: Note | None = None
+    external_id: ExternalId | None = None
+
+
+class ShiftUpdate(WriteModel):
+    agent_id: uuid.UUID | None = None
+    project_id: uuid.UUID | None = None
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
+    activity: Activity | None = None
+    note: Note | None = None
+    external_id: ExternalId | None = None
+
+
+class ShiftRead(BaseModel):
+    id: uuid.UUID
+    agent_id: uuid.UUID
+    project_id: uuid.UUID
+    client_id: uuid.UUID
+    start: datetime
+    end: datetime
+    activity: str
+    note: str | None
+    external_id: str | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, shift: Shift, **extra: Any) -> Any:
+        return cls(
+            id=shift.id,
+            agent_id=shift.agent_id,
+            project_id=shift.project_id,
+            client_id=shift.client_id,
+            start=shift.starts_at,
+            end=shift.ends_at,
+            activity=shift.activity,
+            note=shift.note,
+            external_id=shift.external_id,
+            version=shift.version,
+            created_at=shift.created_at,
+            updated_at=shift.updated_at,
+            **extra,
+        )
+
+
+class ScheduledShift(ShiftRead):
+    """A shift in a schedule view: times in the view's time zone, with names."""
+
+    agent_name: str
+    project_name: str
+    hours: float
+
+
+class CoverageInterval(BaseModel):
+    start: datetime = Field(description="Local time with its offset")
+    end: datetime
+    label: str = Field(description="Local wall-clock time, HH:MM")
+    on_queue: float = Field(description="Agents on queue (time-weighted over the interval)")
+    scheduled: float = Field(description="Agents on any shift activity")
+
+
+class WindowRead(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+    time_zone: str
+    from_: date = Field(alias="from")
+    to: date
+
+
+class ProjectSchedule(WindowRead):
+    project_id: uuid.UUID
+    interval_minutes: int
+    shifts: list[ScheduledShift]
+    coverage: list[CoverageInterval]
+
+
+class DayTotal(BaseModel):
+    date: date
+    scheduled_minutes: float
+    minutes_by_activity: dict[str, float]
+
+
+class AgentSchedule(WindowRead):
+    agent_id: uuid.UUID
+    shifts: list[ScheduledShift]
+    days: list[DayTotal]
+
+
+class ShiftBatch(WriteModel):
+    """A schedule import as JSON. Each row has the CSV's columns: `agent`
+    (agent id or external id), `project` (id), `start`, `end`, `activity`,
+    `note`, `external_id`; bad rows are reported by row number (1-based)."""
+
+    mode: ImportMode = "all_or_nothing"
+    agent_system: SystemKey | None = Field(
+        default=None, description="Resolve external agent ids in this telephony system only"
+    )
+    rows: list[dict[str, Any]] = Field(max_length=MAX_ROWS)
+
+
+class ImportReport(BaseModel):
+    mode: ImportMode
+    rows: int
+    valid: int
+    rejected: int
+    inserted: int
+    updated: int
+    unchanged: int
+    written: bool
+    errors: list[dict[str, Any]]
