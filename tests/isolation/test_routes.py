@@ -1,0 +1,446 @@
+"""Tenant isolation, route by route: every route of the app, attacked by every actor.
+
+For each (route, actor) the registry says what to send; the expectation follows
+from the actor and the route:
+
+* no, expired, revoked or suspended credentials → 401 (with the right `code`);
+* a platform route with any tenant credential → 401;
+* a permission the actor lacks → 403, before any object is looked at;
+* a path naming an object the actor must not see → 404, never 403 or 200;
+* a body or query naming such an object → refused (404/422 unless the entry
+  says otherwise) — or, for reads, an answer without it;
+* every error is `application/problem+json`; no 5xx.
+
+And for every attempt: the response contains no id, name or e-mail of the
+objects the actor must not see (unless the request itself sent it), tenant
+A's rows are exactly as before (save the audit log's record of a denial of
+A's own user), and when the request named a victim object, the same request
+with fresh random ids instead gets the same status and the same body — so
+"exists elsewhere" and "does not exist" cannot be told apart.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from httpx import AsyncClient, Response
+from starlette.routing import Mount
+
+from service.core.db import Database
+from tests.isolation.conftest import ACTOR_NAMES, STATS, Actor, Iso
+from tests.isolation.registry import (
+    ROUTES,
+    NotApplicable,
+    Route,
+    by_key,
+    path_params,
+    suggestion,
+)
+from tests.isolation.seed import snapshot
+
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+METHOD_ORDER = {"GET": 0, "POST": 1, "PUT": 2, "PATCH": 3, "DELETE": 4}
+PROBLEM = "application/problem+json"
+
+
+# --- the app's routes --------------------------------------------------------------------
+
+
+def served_routes(app: FastAPI) -> set[tuple[str, str]]:
+    """(method, path template) of every route: the OpenAPI schema's, plus those left
+    out of it (documentation pages, future portal pages) and mounted apps."""
+    served = {
+        (method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+        if method.upper() in HTTP_METHODS
+    }
+    for route in app.routes:
+        if isinstance(route, Mount):
+            served.add(("MOUNT", route.path))
+            continue
+        methods = getattr(route, "methods", None) or set()
+        if not getattr(route, "include_in_schema", True):
+            path = getattr(route, "path", "")
+            for method in methods - {"HEAD", "OPTIONS"}:
+                served.add((method, path))
+    return served
+
+
+def test_every_route_is_registered(iso_app: FastAPI) -> None:
+    served = served_routes(iso_app)
+    known = by_key()
+    missing = sorted(served - known.keys(), key=lambda k: (k[1], k[0]))
+    stale = sorted(known.keys() - served, key=lambda k: (k[1], k[0]))
+    message = []
+    if missing:
+        message.append(
+            f"{len(missing)} route(s) unknown to the isolation suite. Add to ROUTES in"
+            " tests/isolation/registry.py (and, for a new kind of object, a @seeder in"
+            " tests/isolation/seed.py); see tests/isolation/README.md:\n"
+            + "\n".join(suggestion(method, path) for method, path in missing)
+        )
+    if stale:
+        message.append(
+            "registered but not served (remove or fix in tests/isolation/registry.py):\n"
+            + "\n".join(f"    {method} {path}" for method, path in stale)
+        )
+    assert not message, "\n\n".join(message)
+
+
+def test_registry_entries_are_well_formed() -> None:
+    problems = []
+    for route in by_key().values():
+        where = f"{route.method} {route.path}"
+        names = path_params(route.path)
+        if route.kind == "public":
+            if not route.reason:
+                problems.append(f"{where}: a public route needs a reason")
+            if names and route.path_params is None:
+                problems.append(f"{where}: give path_params=lambda r: {{...}}")
+            if not route.expect:
+                problems.append(f"{where}: say which statuses the probe expects")
+            continue
+        if route.kind == "object":
+            mapped = route.param_map()
+            if route.target is None or set(mapped) != set(names):
+                problems.append(f"{where}: params must map each of {names} to an attribute")
+        elif route.kind == "tenant" and names:
+            problems.append(f"{where}: a route with path parameters is obj(...)")
+        if route.own_target and route.body is None:
+            problems.append(f"{where}: own_target needs a body naming a victim object")
+    assert not problems, "\n".join(problems)
+
+
+def test_every_target_kind_is_seeded(iso: Iso) -> None:
+    """Each kind a route names exists in both tenants (or the attack cannot be made)."""
+    kinds = {r.target for r in ROUTES if r.target}
+    missing = sorted(k for k in kinds if not iso.a.objects.get(k) or not iso.b.objects.get(k))
+    assert not missing, (
+        f"no seeded objects of kind(s) {missing}: add a @seeder to tests/isolation/seed.py"
+    )
+
+
+# --- one attempt --------------------------------------------------------------------------
+
+
+@dataclass
+class Attempt:
+    route: Route
+    actor: Actor
+    label: str
+    path: str
+    query: dict[str, Any] | None
+    body: Any
+    expect: frozenset[int]
+    used: dict[str, str] = field(default_factory=dict)
+    code: str | None = None
+
+    def describe(self) -> str:
+        query = f"?{self.query}" if self.query else ""
+        return (
+            f"[{self.actor.name}] {self.route.method} {self.route.path} ({self.label})"
+            f" → {self.path}{query}"
+        )
+
+
+def _fill(path: str, values: dict[str, str]) -> str:
+    for name, value in values.items():
+        path = path.replace("{" + name + "}", value)
+    return path
+
+
+def _attempt(route: Route, actor: Actor, query_fn: Any, mode: str) -> Attempt | None:
+    """What `actor` sends to `route` and what it must get back; None: not applicable."""
+    refs = actor.refs()
+    label = mode + (" + query" if query_fn else "")
+    lacks = route.permission is not None and route.permission not in actor.permissions
+
+    if route.kind == "public" or actor.group == "public":
+        if route.kind != "public" or actor.group != "public" or route.method == "MOUNT":
+            return None
+        path = _fill(route.path, route.path_params(refs) if route.path_params else {})
+        query = query_fn(refs) if query_fn else None
+        body = route.body(refs) if route.body else None
+        return Attempt(route, actor, "probe", path, query, body, route.expect, refs.used)
+
+    if actor.group == "credential" or route.kind == "platform":
+        if mode != "victim target":
+            return None
+        path = route.path
+        if route.target:
+            target = refs.victim_obj(route.target)
+            path = _fill(path, {p: target.attr(a) for p, a in route.param_map().items()})
+        try:
+            query = query_fn(refs) if query_fn else None
+            body = route.body(refs) if route.body else None
+        except NotApplicable:
+            query, body = None, None
+        if actor.name == "anonymous":
+            code = "missing_credentials"
+        elif route.kind == "platform":
+            code = "invalid_token"
+        else:
+            code = actor.code
+        return Attempt(route, actor, label, path, query, body, frozenset({401}), {}, code)
+
+    target_hidden = False
+    path = route.path
+    if route.kind == "object":
+        assert route.target is not None
+        if mode == "victim target":
+            try:
+                target = refs.victim_obj(route.target)
+                target_hidden = True
+            except NotApplicable:
+                target = refs.own_obj(route.target)
+        else:
+            target = refs.own_obj(route.target)
+        values = {p: target.attr(a) for p, a in route.param_map().items()}
+        if target_hidden:
+            refs.used.update(dict.fromkeys(values.values(), f"victim {route.target}"))
+        path = _fill(path, values)
+    try:
+        query = query_fn(refs) if query_fn else None
+        body = route.body(refs) if route.body else None
+    except NotApplicable:
+        if not lacks:
+            return None
+        query, body = None, None
+    names_victim = bool(refs.used)
+    write = route.method != "GET"
+    if lacks:
+        expect = frozenset({403})
+    elif target_hidden:
+        expect = frozenset({404})
+    elif mode == "own target" and not names_victim:
+        return None
+    elif names_victim:
+        expect = route.victim_ok if write else route.ok | {404, 422}
+    elif write and (actor.group == "in_tenant" or route.kind == "object"):
+        return None  # a legitimate write of the actor's own object: no attack
+    elif route.kind == "object":
+        expect = route.ok | {403, 404}  # a read of a visible object: scanned for leaks
+    else:
+        expect = route.ok
+    return Attempt(route, actor, label, path, query, body, expect, refs.used)
+
+
+def plan(actor: Actor, routes: list[Route]) -> list[Attempt]:
+    attempts = []
+    for route in sorted(routes, key=lambda r: (METHOD_ORDER.get(r.method, 9), r.path)):
+        for query_fn in route.queries:
+            for mode in ("victim target", "own target") if route.own_target else ("victim target",):
+                try:
+                    attempt = _attempt(route, actor, query_fn, mode)
+                except NotApplicable:
+                    attempt = None
+                if attempt is not None:
+                    attempts.append(attempt)
+    return attempts
+
+
+async def _send(http: AsyncClient, attempt: Attempt, path: str, query: Any, body: Any) -> Response:
+    route = attempt.route
+    headers = {**attempt.actor.headers, **route.headers}
+    if route.files is not None:
+        return await http.request(
+            route.method, path, params=query, files=route.files(), headers=headers
+        )
+    if body is None:
+        return await http.request(route.method, path, params=query, headers=headers)
+    return await http.request(route.method, path, params=query, json=body, headers=headers)
+
+
+def _random_like(value: str) -> str:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        if len(value) == 32 and all(ch in "0123456789abcdef" for ch in value):
+            return uuid.uuid4().hex
+        return f"x{secrets.token_hex(max(len(value) // 2, 4))}"
+    return str(uuid.uuid4())
+
+
+def _replace(data: Any, mapping: dict[str, str]) -> Any:
+    if data is None:
+        return None
+    encoded = json.dumps(data)
+    for old, new in mapping.items():
+        encoded = encoded.replace(old, new)
+    return json.loads(encoded)
+
+
+def _mask(text: str, mapping: dict[str, str]) -> str:
+    for index, (old, new) in enumerate(mapping.items()):
+        text = text.replace(old, f"<v{index}>").replace(new, f"<v{index}>")
+    return text
+
+
+class Walk:
+    """Runs attempts, checks each response, keeps tenant A's rows under watch."""
+
+    def __init__(self, http: AsyncClient, db: Database, iso: Iso) -> None:
+        self.http, self.db, self.iso = http, db, iso
+        self.failures: list[str] = []
+        self.attempts = 0
+        self.controls = 0
+        self.routes_attempted: set[tuple[str, str]] = set()
+        self.before: list[str] = []
+
+    async def start(self) -> None:
+        self.before = await snapshot(self.db, self.iso.a.tenant_id)
+
+    def _fail(self, attempt: Attempt, what: str, response: Response | None = None) -> None:
+        tail = f"\n      got {response.status_code}: {response.text[:300]}" if response else ""
+        self.failures.append(f"{attempt.describe()}\n    {what}{tail}")
+
+    def _check_response(self, attempt: Attempt, response: Response, request_text: str) -> None:
+        if response.status_code >= 400:
+            kind = response.headers.get("content-type", "")
+            if not kind.startswith(PROBLEM):
+                self._fail(attempt, f"an error that is not {PROBLEM} ({kind})", response)
+        body = response.text.lower()
+        sent = request_text.lower()
+        leaked = sorted(
+            {
+                what
+                for secret, what in attempt.actor.secrets.items()
+                if secret in body and secret not in sent
+            }
+        )
+        if leaked:
+            self._fail(attempt, f"the response shows what it must not: {leaked}", response)
+
+    async def _check_victim_unchanged(self, attempt: Attempt) -> None:
+        after = await snapshot(self.db, self.iso.a.tenant_id)
+        if after == self.before:
+            return
+        added = sorted(set(after) - set(self.before))
+        removed = sorted(set(self.before) - set(after))
+        allowed = attempt.actor.user_id
+        unexpected_added = [
+            line
+            for line in added
+            if not (
+                allowed is not None
+                and line.startswith("audit_log ")
+                and json.loads(line.split(" ", 1)[1])["outcome"] == "denied"
+                and json.loads(line.split(" ", 1)[1])["actor_id"] == str(allowed)
+            )
+        ]
+        if unexpected_added or removed:
+            self._fail(
+                attempt,
+                "tenant A's rows changed:\n      - "
+                + "\n      - ".join([f"removed {r[:200]}" for r in removed])
+                + "\n      + ".join(["", *(f"added {a[:200]}" for a in unexpected_added)]),
+            )
+        self.before = after
+
+    async def run(self, attempt: Attempt) -> None:
+        self.attempts += 1
+        self.routes_attempted.add(attempt.route.key)
+        request_text = json.dumps([attempt.path, attempt.query, attempt.body])
+        response = await _send(self.http, attempt, attempt.path, attempt.query, attempt.body)
+        if response.status_code not in attempt.expect:
+            self._fail(attempt, f"expected {sorted(attempt.expect)}", response)
+        elif attempt.code is not None and response.json().get("code") != attempt.code:
+            self._fail(attempt, f"expected problem code {attempt.code!r}", response)
+        self._check_response(attempt, response, request_text)
+        await self._check_victim_unchanged(attempt)
+        if attempt.used:
+            await self._control(attempt, response)
+
+    async def _control(self, attempt: Attempt, response: Response) -> None:
+        """The same request with fresh random values for every victim value it named."""
+        self.controls += 1
+        mapping = {value: _random_like(value) for value in attempt.used}
+        path = attempt.path
+        for old, new in mapping.items():
+            path = path.replace(old, new)
+        query = _replace(attempt.query, mapping)
+        body = _replace(attempt.body, mapping)
+        control = await _send(self.http, attempt, path, query, body)
+        request_text = json.dumps([path, query, body])
+        self._check_response(attempt, control, request_text)
+        await self._check_victim_unchanged(attempt)
+        if control.status_code != response.status_code:
+            self._fail(
+                attempt,
+                f"an oracle: {response.status_code} for the victim's ids but"
+                f" {control.status_code} for random ones ({control.text[:200]})",
+                response,
+            )
+            return
+        comparable = response.status_code >= 400 or attempt.route.method == "GET"
+        if comparable and _mask(response.text, mapping) != _mask(control.text, mapping):
+            self._fail(
+                attempt,
+                f"an oracle: the answer differs from the one for random ids:\n"
+                f"      victim: {_mask(response.text, mapping)[:300]}\n"
+                f"      random: {_mask(control.text, mapping)[:300]}",
+            )
+
+
+def minimum_routes(actor: Actor) -> set[tuple[str, str]]:
+    """Routes this actor must have attempted, whatever the seed holds."""
+    if actor.group == "public":
+        return {r.key for r in ROUTES if r.kind == "public" and r.method != "MOUNT"}
+    if actor.group in ("credential", "cross_tenant"):
+        return {r.key for r in ROUTES if r.kind != "public"}
+    return {
+        r.key
+        for r in ROUTES
+        if r.kind == "platform"
+        or (r.permission is not None and r.permission not in actor.permissions)
+        or (r.kind == "tenant" and r.method == "GET")
+    }
+
+
+async def _walk(actor: Actor, iso: Iso, http: AsyncClient, db: Database) -> None:
+    walk = Walk(http, db, iso)
+    await walk.start()
+    attempts = plan(actor, ROUTES)
+    for attempt in attempts:
+        await walk.run(attempt)
+    STATS[actor.name] = (walk.attempts, walk.controls)
+    print(f"\n{actor.name}: {walk.attempts} attempts, {walk.controls} random-id controls")
+    must = minimum_routes(actor)
+    missing = sorted(must - walk.routes_attempted)
+    assert not missing, f"{actor.name} never attempted: {missing}"
+    assert walk.attempts >= len(must)
+    assert not walk.failures, (
+        f"{len(walk.failures)} of {walk.attempts} attempts by {actor.name} broke a wall:\n"
+        + "\n".join(walk.failures)
+    )
+
+
+@pytest.mark.parametrize("actor_name", ACTOR_NAMES)
+async def test_no_actor_crosses_a_wall(
+    actor_name: str, iso: Iso, iso_http: AsyncClient, db: Database
+) -> None:
+    await _walk(iso.actors[actor_name], iso, iso_http, db)
+
+
+async def test_public_routes_give_tenant_b_nothing_of_tenant_a(
+    iso: Iso, iso_http: AsyncClient, db: Database
+) -> None:
+    await _walk(iso.actors["public"], iso, iso_http, db)
+
+
+def test_the_suite_made_every_attempt_it_should() -> None:
+    """Runs last in this module: the total over every actor above."""
+    if set(STATS) != {*ACTOR_NAMES, "public"}:
+        pytest.fail(f"only some actors walked (run the whole module): {sorted(STATS)}")
+    non_public = [r for r in ROUTES if r.kind != "public"]
+    floor = len(non_public) * 8 + sum(1 for r in ROUTES if r.kind == "public")
+    total = sum(a for a, _ in STATS.values())
+    print(f"\nisolation suite: {total} attempts (at least {floor} expected)")
+    assert total >= floor
