@@ -132,21 +132,10 @@ def _version(last_t: float, events: int) -> int:
     return int(last_t) * 1000 + min(events, 999)
 
 
-def _raw_ref(refs: list[str]) -> str:
-    """`a:1,2;b:3` from `["a:1", "a:2", "b:3"]` (file names may contain ':')."""
-    parts: list[str] = []
-    current = None
-    tokens: list[str] = []
-    for ref in refs:
-        name, _, token = ref.rpartition(":")
-        if name != current:
-            if current is not None:
-                parts.append(f"{current}:{','.join(tokens)}")
-            current, tokens = name, []
-        tokens.append(token)
-    if current is not None:
-        parts.append(f"{current}:{','.join(tokens)}")
-    return ";".join(parts)
+def _add_ref(raw_ref: str, name: str, token: str) -> str:
+    """`a:1,2` + (a, 3) -> `a:1,2,3`; + (b, 1) -> `a:1,2;b:1` (file names may contain ':')."""
+    last_file = raw_ref[raw_ref.rfind(";") + 1 :].rpartition(":")[0]
+    return f"{raw_ref},{token}" if last_file == name else f"{raw_ref};{name}:{token}"
 
 
 class _Call:
@@ -162,7 +151,8 @@ class _Call:
         "last_t",
         "queue",
         "queued_t",
-        "refs",
+        "raw_ref",
+        "ref_file",
         "wait_s",
     )
 
@@ -173,7 +163,8 @@ class _Call:
         external_id: str,
         queued_t: float,
         customer_key: str | None,
-        ref: str,
+        name: str,
+        token: str,
         t: float,
     ) -> None:
         self.callid = callid
@@ -184,7 +175,8 @@ class _Call:
         self.answered_t: float | None = None
         self.agent: str | None = None
         self.wait_s: float | None = None
-        self.refs = [ref]
+        self.raw_ref = f"{name}:{token}"
+        self.ref_file = name
         self.events = 1
         self.last_t = t
 
@@ -198,7 +190,8 @@ class _Call:
             "answered_t": self.answered_t,
             "agent": self.agent,
             "wait_s": self.wait_s,
-            "refs": self.refs,
+            "raw_ref": self.raw_ref,
+            "ref_file": self.ref_file,
             "events": self.events,
             "last_t": self.last_t,
         }
@@ -211,13 +204,14 @@ class _Call:
             str(data["external_id"]),
             data["queued_t"],
             data["customer_key"],
+            str(data["ref_file"]),
             "",
             data["last_t"],
         )
         call.answered_t = data["answered_t"]
         call.agent = data["agent"]
         call.wait_s = data["wait_s"]
-        call.refs = [str(r) for r in data["refs"]]
+        call.raw_ref = str(data["raw_ref"])
         call.events = int(data["events"])
         return call
 
@@ -322,6 +316,7 @@ class QueueLogParser:
         handlers = self._handlers
         ignored_events = IGNORED_EVENTS
         used, ignored, unknown, rejected = stats.used, stats.ignored, stats.unknown, stats.rejected
+        low, high = MIN_EPOCH, MAX_EPOCH
         # Overlap with the last import: skip lines up to its last second.
         wm_t = self._wm_t
         catching_up = wm_t is not None
@@ -329,87 +324,94 @@ class QueueLogParser:
         cur_t: float = wm_t if wm_t is not None else float("-inf")
         cur_lines = list(self._wm_lines)
         since_housekeeping = 0
-        prefix = f"{name}:#" if row_refs else f"{name}:"
-
-        for item in rows:
-            stats.items += 1
-            if isinstance(item, ParseIssue):
-                stats.malformed += 1
-                yield item
-                continue
-            ref, raw = item
-            line = raw.rstrip("\r\n")
-            if not line or line.isspace():
-                stats.blank += 1
-                continue
-            parts = line.split("|")
-            if len(parts) < 5:
-                stats.malformed += 1
-                yield self._issue(
-                    ref,
-                    "expected at least 5 '|'-separated fields (time|callid|queue|agent|event)",
-                    line,
-                )
-                continue
-            stamp = parts[0]
-            try:
-                t: float = int(stamp)
-            except ValueError:
-                try:
-                    t = float(stamp)
-                except ValueError:
-                    t = float("nan")
-            if not (isfinite(t) and MIN_EPOCH <= t < MAX_EPOCH):
-                stats.malformed += 1
-                yield self._issue(ref, "time is not a plausible UNIX epoch", line, field="time")
-                continue
-            if catching_up:
-                if t < cur_t:  # cur_t == wm_t while catching up
-                    stats.skipped_overlap += 1
+        prefix = "#" if row_refs else ""
+        items = blank = malformed = skipped = 0
+        try:
+            for item in rows:
+                items += 1
+                if item.__class__ is ParseIssue:
+                    malformed += 1
+                    yield item
                     continue
-                if t == cur_t:
-                    if pending[line] > 0:
-                        pending[line] -= 1
-                        stats.skipped_overlap += 1
-                        continue
-                else:
-                    catching_up = False
-            event = parts[4]
-            handler = handlers.get(event)
-            if handler is not None:
-                if handler(t, parts[1], parts[2], parts[3], event, parts[5:], prefix + str(ref)):
-                    used[event] += 1
-                else:
-                    rejected[event] += 1
-            elif event in ignored_events:
-                ignored[event] += 1
-            else:
-                unknown[event] += 1
-                if event not in self._unknown_reported:
-                    self._unknown_reported.add(event)
-                    out.append(
-                        self._issue(
-                            ref,
-                            f"unknown event {event!r} counted and skipped (first of its kind)",
-                            line,
-                            field="event",
-                        )
+                ref, raw = item  # type: ignore[misc]
+                line = raw.rstrip("\r\n")
+                if not line or line.isspace():
+                    blank += 1
+                    continue
+                parts = line.split("|")
+                if len(parts) < 5:
+                    malformed += 1
+                    yield self._issue(
+                        ref,
+                        "expected at least 5 '|'-separated fields (time|callid|queue|agent|event)",
+                        line,
                     )
-            if t > cur_t:
-                cur_t = t
-                cur_lines = [line]
-            elif t == cur_t:
-                cur_lines.append(line)
-            if out:
-                yield from out
-                out.clear()
-            since_housekeeping += 1
-            if since_housekeeping >= 65_536:
-                since_housekeeping = 0
-                self._housekeeping(cur_t)
+                    continue
+                try:
+                    t: float = int(parts[0])
+                except ValueError:
+                    try:
+                        t = float(parts[0])
+                    except ValueError:
+                        t = float("nan")
+                if not low <= t < high:  # also false for NaN
+                    malformed += 1
+                    yield self._issue(ref, "time is not a plausible UNIX epoch", line, field="time")
+                    continue
+                if catching_up:
+                    if t < cur_t:  # cur_t == wm_t while catching up
+                        skipped += 1
+                        continue
+                    if t == cur_t:
+                        if pending[line] > 0:
+                            pending[line] -= 1
+                            skipped += 1
+                            continue
+                    else:
+                        catching_up = False
+                event = parts[4]
+                handler = handlers.get(event)
+                if handler is not None:
+                    if handler(
+                        t, parts[1], parts[2], parts[3], event, parts[5:], prefix + str(ref)
+                    ):
+                        used[event] += 1
+                    else:
+                        rejected[event] += 1
+                elif event in ignored_events:
+                    ignored[event] += 1
+                else:
+                    unknown[event] += 1
+                    if event not in self._unknown_reported:
+                        self._unknown_reported.add(event)
+                        out.append(
+                            self._issue(
+                                ref,
+                                f"unknown event {event!r} counted and skipped (first of its kind)",
+                                line,
+                                field="event",
+                            )
+                        )
+                if t > cur_t:
+                    cur_t = t
+                    cur_lines = [line]
+                elif t == cur_t:
+                    cur_lines.append(line)
                 if out:
                     yield from out
                     out.clear()
+                since_housekeeping += 1
+                if since_housekeeping >= 65_536:
+                    since_housekeeping = 0
+                    self._housekeeping(cur_t)
+                    if out:
+                        yield from out
+                        out.clear()
+        finally:
+            stats.items += items
+            stats.blank += blank
+            stats.malformed += malformed
+            stats.skipped_overlap += skipped
 
         if cur_t != float("-inf"):
             self._wm_t = cur_t
@@ -469,7 +471,7 @@ class QueueLogParser:
                         channel="voice",
                         queued_at=_dt(call.queued_t),
                         outcome="answered" if answered else "in_queue",
-                        raw_ref=_raw_ref(call.refs),
+                        raw_ref=call.raw_ref,
                         customer_key=call.customer_key,
                         answered_at=_dt(call.answered_t) if call.answered_t is not None else None,
                         agent_key=call.agent,
@@ -493,7 +495,7 @@ class QueueLogParser:
                         file=self._name,
                         reason=(
                             f"call {call.external_id} still open {self.stale_after_s:.0f} s after its "
-                            f"last event ({_dt(call.last_t).isoformat()}, {_raw_ref(call.refs)}): "
+                            f"last event ({_dt(call.last_t).isoformat()}, {call.raw_ref}): "
                             "dropped without an outcome"
                         ),
                         field="callid",
@@ -521,8 +523,7 @@ class QueueLogParser:
         )
 
     def _ref_issue(self, ref: str, reason: str, *, field: str | None = None) -> ParseIssue:
-        token = ref.rpartition(":")[2]
-        number = int(token.lstrip("#"))
+        number = int(ref.lstrip("#"))
         if self._row_refs:
             return ParseIssue(file=self._name, record=number, field=field, reason=reason)
         return ParseIssue(file=self._name, line=number, field=field, reason=reason)
@@ -565,7 +566,7 @@ class QueueLogParser:
             seen[0] += 1
             seen[1] = t
             external_id = f"{key}#{int(seen[0])}"
-        return _Call(callid, queue, external_id, queued_t, customer, ref, t)
+        return _Call(callid, queue, external_id, queued_t, customer, self._name, ref, t)
 
     def _open(self, call: _Call) -> None:
         self._calls.setdefault(call.callid, {})[call.queue] = call
@@ -575,7 +576,11 @@ class QueueLogParser:
         return by_queue.get(queue) if by_queue else None
 
     def _touch(self, call: _Call, t: float, ref: str) -> None:
-        call.refs.append(ref)
+        if call.ref_file == self._name:
+            call.raw_ref += "," + ref
+        else:
+            call.raw_ref += f";{self._name}:{ref}"
+            call.ref_file = self._name
         call.events += 1
         if t > call.last_t:
             call.last_t = t
@@ -608,7 +613,7 @@ class QueueLogParser:
             channel="voice",
             queued_at=_dt(call.queued_t),
             outcome=outcome,
-            raw_ref=_raw_ref(call.refs),
+            raw_ref=call.raw_ref,
             customer_key=call.customer_key,
             answered_at=None if answered_t is None else _dt(answered_t),
             ended_at=_dt(end_t),
@@ -679,7 +684,7 @@ class QueueLogParser:
                         **record_to_dict(previous),
                         "outcome": corrected,
                         "abandoned_at": None,
-                        "raw_ref": _raw_ref([*_split_refs(previous.raw_ref), ref]),
+                        "raw_ref": _add_ref(previous.raw_ref, self._name, ref),
                         "source_version": max(_version(t, 1), (previous.source_version or 0) + 1),
                     }
                 )
@@ -876,7 +881,7 @@ class QueueLogParser:
                 agent_key=agent,
                 state=state,
                 at=_dt(t),
-                raw_ref=_raw_ref([ref]),
+                raw_ref=f"{self._name}:{ref}",
                 reason=reason,
                 queue_key=None if queue in (None, "", _NONE) else queue,
             )
@@ -983,14 +988,6 @@ class QueueLogParser:
 def record_to_dict(record: ContactRecord) -> dict[str, Any]:
     """The record's fields as a dict of Python values (not JSON: datetimes stay)."""
     return {name: getattr(record, name) for name in record.__dataclass_fields__}
-
-
-def _split_refs(raw_ref: str) -> list[str]:
-    refs: list[str] = []
-    for part in raw_ref.split(";"):
-        name, _, tokens = part.rpartition(":")
-        refs.extend(f"{name}:{token}" for token in tokens.split(","))
-    return refs
 
 
 def parse_path(
