@@ -45,6 +45,7 @@ Order = Literal["asc", "desc"]
 FromDay = Annotated[date, Query(alias="from", description="First local day")]
 ToDay = Annotated[date | None, Query(description="Last local day (inclusive); default: from")]
 IfMatch = Annotated[str | None, Header()]
+Interval = Annotated[int, Query(description="Minutes per coverage interval: 15, 30 or 60")]
 
 
 class UnsupportedMediaType(AppError):
@@ -247,7 +248,7 @@ async def project_schedule(
     ctx: OpsRead,
     from_: FromDay,
     to: ToDay = None,
-    interval: Literal[15, 30, 60] = 15,
+    interval: Interval = 15,
 ) -> ProjectSchedule:
     """A project's shifts for local days `from`..`to`, and its coverage per
     interval (agents on queue, and on any activity) in the project's time
@@ -263,7 +264,7 @@ async def project_schedule_csv(
     ctx: OpsRead,
     from_: FromDay,
     to: ToDay = None,
-    interval: Literal[15, 30, 60] = 15,
+    interval: Interval = 15,
     view: Literal["shifts", "coverage"] = "shifts",
 ) -> Response:
     """The project schedule as CSV (`view=shifts` or `coverage`); cells a

@@ -82,6 +82,7 @@ from tenants.context import TenantContext, ensure_visible
 EXCLUSION_VIOLATION = "23P01"
 UNIQUE_VIOLATION = "23505"
 MAX_WINDOW_DAYS = 62
+INTERVALS = (15, 30, 60)
 # Parsing and sweeping this many rows takes long enough to matter to the event loop.
 THREAD_ROWS = 2_000
 
@@ -484,6 +485,8 @@ async def project_schedule(
 ) -> ProjectSchedule:
     """A project's shifts and its coverage per interval, in its own time zone."""
     _check_window(first, last)
+    if interval_minutes not in INTERVALS:
+        raise InvalidWindow("interval: 15, 30 or 60 minutes.", field="interval")
     project = await repo.get_project(session, ctx, project_id)
     if project is None:
         raise NotFound("No such project.")
