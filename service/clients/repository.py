@@ -6,7 +6,7 @@ request's transaction stays usable."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,8 @@ from tenants.context import TenantContext, scoped
 from tenants.models import Tenant
 
 # --- guarded writes ------------------------------------------------------------------
+
+FOREIGN_KEY_VIOLATION = "23503"
 
 
 @dataclass(frozen=True)
@@ -44,20 +46,28 @@ def violation_of(exc: IntegrityError) -> Violation:
     )
 
 
-async def write_guarded(session: AsyncSession, apply: Callable[[], None]) -> Violation | None:
-    """Run `apply` (adds, attribute changes) and flush inside a savepoint; on a
-    constraint violation roll the savepoint back and return it."""
+async def write_guarded(
+    session: AsyncSession, apply: Callable[[], None], *, expected: Collection[str]
+) -> Violation | None:
+    """Run `apply` (adds, attribute changes, deletes) and flush inside a savepoint.
+    A violation of an `expected` constraint (by name or SQLSTATE) rolls the
+    savepoint back and is returned; any other is a bug and propagates."""
     try:
         async with session.begin_nested():
             apply()
             await session.flush()
     except IntegrityError as exc:
-        return violation_of(exc)
+        violation = violation_of(exc)
+        if violation.constraint in expected or violation.sqlstate in expected:
+            return violation
+        raise
     return None
 
 
-async def insert_guarded(session: AsyncSession, obj: Any) -> Violation | None:
-    return await write_guarded(session, lambda: session.add(obj))
+async def insert_guarded(
+    session: AsyncSession, obj: Any, *, expected: Collection[str]
+) -> Violation | None:
+    return await write_guarded(session, lambda: session.add(obj), expected=expected)
 
 
 def update_from(obj: Any, changes: dict[str, Any]) -> Callable[[], None]:
@@ -146,5 +156,8 @@ async def delete_client(session: AsyncSession, client: Client) -> Violation | No
             await session.delete(client)
             await session.flush()
     except IntegrityError as exc:
-        return violation_of(exc)
+        violation = violation_of(exc)
+        if violation.sqlstate == FOREIGN_KEY_VIOLATION:
+            return violation
+        raise
     return None

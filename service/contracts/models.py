@@ -60,7 +60,9 @@ class Contract(SQLModel, table=True):
     )
     currency: str | None = None
     service_credits: dict[str, Any] | None = Field(
-        default=None, sa_column=Column(JSONB, nullable=True)
+        # none_as_null: an absent table is SQL NULL, not the JSON value null.
+        default=None,
+        sa_column=Column(JSONB(none_as_null=True), nullable=True),
     )
     version: int = 1
     """Row version for ETag / If-Match."""

@@ -43,6 +43,7 @@ from service.projects.errors import UnknownProject
 from service.projects.models import Project
 from tenants.context import TenantContext, ensure_visible
 
+NO_OVERLAP = ("contracts_no_overlap",)
 IN_FORCE_EDITABLE = frozenset({"effective_to", "reference"})
 
 
@@ -131,7 +132,7 @@ async def _insert(session: AsyncSession, ctx: TenantContext, contract: Contract)
     )
     if clash is not None:
         raise _overlap(clash)
-    if await guarded.insert_guarded(session, contract) is not None:
+    if await guarded.insert_guarded(session, contract, expected=NO_OVERLAP) is not None:
         # Only a writer that bypassed the project lock gets here; name what it wrote.
         clash = await repository.overlapping(
             session, ctx, contract.project_id, contract.effective_from, contract.effective_to
@@ -282,7 +283,12 @@ async def update_contract(
         )
     changed["version"] = contract.version + 1
     changed["updated_at"] = utcnow()
-    if await guarded.write_guarded(session, guarded.update_from(contract, changed)) is not None:
+    if (
+        await guarded.write_guarded(
+            session, guarded.update_from(contract, changed), expected=NO_OVERLAP
+        )
+        is not None
+    ):
         raise ContractOverlaps("Another version was written at the same time; read and retry.")
     return contract
 
@@ -321,7 +327,12 @@ async def create_version(
         "version": base.version + 1,
         "updated_at": utcnow(),
     }
-    if await guarded.write_guarded(session, guarded.update_from(base, closing)) is not None:
+    if (
+        await guarded.write_guarded(
+            session, guarded.update_from(base, closing), expected=NO_OVERLAP
+        )
+        is not None
+    ):
         raise ContractOverlaps("Another version was written at the same time; read and retry.")
     successor = Contract(
         tenant_id=ctx.tenant_id,

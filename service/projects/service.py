@@ -31,6 +31,7 @@ from service.projects.schemas import (
 )
 from tenants.context import TenantContext, ensure_visible
 
+UNIQUE_KEYS = ("projects_name_key", "project_queue_keys_pkey")
 _KEY_DETAIL = re.compile(r"^Key \(tenant_id, queue_key\)=\([^,]+, (?P<key>.*)\) already exists")
 
 
@@ -48,14 +49,10 @@ def _raise_for(violation: Violation, keys: list[str], name: str) -> None:
     """Turn a constraint the database refused (a concurrent writer won) into a 409."""
     if violation.constraint == "projects_name_key":
         raise ProjectNameTaken(f"The client has a project named '{name}'.", field="name")
-    if violation.constraint == "project_queue_keys_pkey":
-        match = _KEY_DETAIL.match(violation.detail or "")
-        key = match.group("key") if match else None
-        field = f"queue_keys.{keys.index(key)}" if key in keys else "queue_keys"
-        raise QueueKeyTaken(
-            "A queue key already maps to another project.", field=field, queue_key=key
-        )
-    raise ProjectNameTaken("The project clashes with another one.", field="name")
+    match = _KEY_DETAIL.match(violation.detail or "")
+    key = match.group("key") if match else None
+    field = f"queue_keys.{keys.index(key)}" if key in keys else "queue_keys"
+    raise QueueKeyTaken("A queue key already maps to another project.", field=field, queue_key=key)
 
 
 async def create_project(session: AsyncSession, ctx: TenantContext, data: ProjectCreate) -> Project:
@@ -83,7 +80,7 @@ async def create_project(session: AsyncSession, ctx: TenantContext, data: Projec
         queue_keys=list(data.queue_keys),
         status=data.status,
     )
-    violation = await clients_repository.insert_guarded(session, project)
+    violation = await clients_repository.insert_guarded(session, project, expected=UNIQUE_KEYS)
     if violation is not None:
         _raise_for(violation, data.queue_keys, data.name)
     return project
@@ -150,7 +147,7 @@ async def update_project(
     changes["version"] = project.version + 1
     changes["updated_at"] = utcnow()
     violation = await clients_repository.write_guarded(
-        session, clients_repository.update_from(project, changes)
+        session, clients_repository.update_from(project, changes), expected=UNIQUE_KEYS
     )
     if violation is not None:
         _raise_for(violation, keys, name)

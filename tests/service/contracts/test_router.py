@@ -110,6 +110,63 @@ async def test_create_expands_presets_and_names_them(
         assert list(actions) == ["contracts.create"]
 
 
+async def test_minimal_contract_takes_the_defaults(client: AsyncClient, settings: Settings) -> None:
+    world = await make_world(client, settings)
+    response = await client.post(
+        f"{API}/contracts",
+        json={
+            "project_id": world.project_b["id"],
+            "effective_from": "2099-01-01",
+            "targets": [{"kpi": "answer_rate", "target": 0.9}],
+        },
+        headers=bearer(world.token),
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert (body["monthly_fee"], body["currency"], body["service_credits"]) == (None, None, None)
+    assert (body["volume_variance_margin"], body["reference"]) == (None, None)
+    assert (body["short_abandon_s"], body["fcr_window_days"], body["interval_minutes"]) == (
+        5,
+        7,
+        15,
+    )
+    assert body["targets"] == [
+        {
+            "kpi": "answer_rate",
+            "formula": None,
+            "threshold_s": None,
+            "comparator": ">=",
+            "target": 0.9,
+            "granularity": "month",
+            "channel": None,
+            "business_hours_only": False,
+        }
+    ]
+    # Terms of a version not yet in force may be added and removed again.
+    headers = {**bearer(world.token), "If-Match": 'W/"1"'}
+    url = f"{API}/contracts/{body['id']}"
+    priced = await client.patch(
+        url,
+        json={
+            "monthly_fee": "900.5",
+            "currency": "try",
+            "service_credits": {"percent_of_fee_per_point": 1.5, "cap_percent": 12},
+        },
+        headers=headers,
+    )
+    assert priced.status_code == 200, priced.text
+    assert (priced.json()["monthly_fee"], priced.json()["currency"]) == ("900.50", "TRY")
+    assert priced.json()["service_credits"]["earn_back_periods"] is None
+    cleared = await client.patch(
+        url,
+        json={"monthly_fee": None, "currency": None, "service_credits": None},
+        headers={**headers, "If-Match": priced.headers["etag"]},
+    )
+    assert cleared.status_code == 200, cleared.text
+    reread = await client.get(url, headers=bearer(world.token))
+    assert (reread.json()["monthly_fee"], reread.json()["service_credits"]) == (None, None)
+
+
 async def test_full_formula_objects_are_named_when_they_match(
     client: AsyncClient, settings: Settings
 ) -> None:
