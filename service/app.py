@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI
 
 from service.agents import router as agents
 from service.clients import router as clients
+from service.contacts import router as contacts
 from service.contracts import router as contracts
 from service.core.config import ApiSettings, Settings, get_settings
 from service.core.db import Database
@@ -48,7 +49,7 @@ def api_router() -> APIRouter:
     router.include_router(tenant_router)
     router.include_router(idp_router)
     router.include_router(oidc_router)
-    for domain in (clients, projects, contracts, agents, shifts):
+    for domain in (clients, projects, contracts, agents, shifts, contacts):
         router.include_router(domain.router)
     return router
 

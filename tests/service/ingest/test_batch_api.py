@@ -1,0 +1,182 @@
+"""POST /contacts:batch: one-pass validation, per-row receipts, Idempotency-Key."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from httpx import AsyncClient
+from sqlalchemy import text
+
+from service.core.config import Settings
+from service.core.db import Database
+from tests.factories import bearer, user_token
+from tests.service.ingest.conftest import Site, make_site
+
+T0 = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)
+
+
+def row(site: Site, n: int, **kw: Any) -> dict[str, Any]:
+    queued = T0 + timedelta(minutes=n)
+    base: dict[str, Any] = {
+        "external_id": f"c-{n}",
+        "queue_key": site.queue,
+        "queued_at": queued.isoformat(),
+        "outcome": "answered",
+        "answered_at": (queued + timedelta(seconds=15)).isoformat(),
+        "talk_s": 120,
+        "agent_key": site.agent_key,
+    }
+    base.update(kw)
+    return base
+
+
+async def contacts_of(db: Database, site: Site) -> int:
+    async with db.admin_transaction() as admin:
+        return int(
+            (
+                await admin.execute(
+                    text("select count(*) from contacts where tenant_id = :t"), {"t": site.seed.id}
+                )
+            ).scalar_one()
+        )
+
+
+async def test_batch_lands_valid_rows_and_names_each_bad_one(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    site = await make_site(client, settings, db)
+    records = [row(site, n) for n in range(1, 101)]
+    records[9]["queued_at"] = "2026-05-04T08:10:00"  # naive
+    records[19]["csat"] = 9  # off the 1-5 scale
+    records[29]["outcome"] = "vanished"
+    records[39] = {**records[39], "tenant_id": str(uuid.uuid4())}  # server-owned / unknown field
+    response = await client.post(
+        "/api/v1/contacts:batch", json={"records": records}, headers=bearer(site.seed.admin_token)
+    )
+    assert response.status_code == 200, response.text
+    receipt = response.json()
+    assert receipt["received"] == 100
+    assert receipt["accepted"] == 96
+    assert [(p["row"], p["field"]) for p in receipt["rejected"]] == [
+        (10, "queued_at"),
+        (20, "csat"),
+        (30, "outcome"),
+        (40, "tenant_id"),
+    ]
+    assert await contacts_of(db, site) == 96
+
+
+async def test_resending_a_batch_duplicates_nothing(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    site = await make_site(client, settings, db)
+    body = {"records": [row(site, n) for n in range(1, 21)]}
+    first = (
+        await client.post(
+            "/api/v1/contacts:batch", json=body, headers=bearer(site.seed.admin_token)
+        )
+    ).json()
+    second = (
+        await client.post(
+            "/api/v1/contacts:batch", json=body, headers=bearer(site.seed.admin_token)
+        )
+    ).json()
+    assert (first["accepted"], second["accepted"], second["duplicates"]) == (20, 0, 20)
+    assert await contacts_of(db, site) == 20
+
+
+async def test_idempotency_key_replays_the_first_answer(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    site = await make_site(client, settings, db)
+    headers = {**bearer(site.seed.admin_token), "Idempotency-Key": "batch-0001"}
+    body = {"records": [row(site, n) for n in range(1, 6)]}
+    first = await client.post("/api/v1/contacts:batch", json=body, headers=headers)
+    replay = await client.post("/api/v1/contacts:batch", json=body, headers=headers)
+    assert first.status_code == replay.status_code == 200
+    assert replay.content == first.content  # identical, not "5 duplicates"
+    assert replay.headers["idempotent-replayed"] == "true"
+    other = await client.post(
+        "/api/v1/contacts:batch", json={"records": [row(site, 99)]}, headers=headers
+    )
+    assert other.status_code == 422
+    assert other.json()["code"] == "idempotency_key_reused"
+    assert await contacts_of(db, site) == 5
+
+
+async def test_idempotency_key_in_flight_is_409(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    site = await make_site(client, settings, db)
+    body = {"records": [row(site, 1)]}
+    headers = {**bearer(site.seed.admin_token), "Idempotency-Key": "slow-one"}
+    # Two identical requests at once: one runs, the other finds it in flight or replays it.
+    a, b = await asyncio.gather(
+        client.post("/api/v1/contacts:batch", json=body, headers=headers),
+        client.post("/api/v1/contacts:batch", json=body, headers=headers),
+    )
+    statuses = sorted([a.status_code, b.status_code])
+    assert statuses in ([200, 200], [200, 409])
+    if statuses == [200, 409]:
+        assert (
+            next(r for r in (a, b) if r.status_code == 409).json()["code"]
+            == "idempotency_in_flight"
+        )
+    assert await contacts_of(db, site) == 1
+
+
+async def test_another_tenants_project_is_refused(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    victim = await make_site(client, settings, db)
+    attacker = await make_site(client, settings, db)
+    body = {
+        "records": [{**row(attacker, 1), "queue_key": None, "project_id": str(victim.project_id)}]
+    }
+    body["records"][0].pop("queue_key")
+    response = await client.post(
+        "/api/v1/contacts:batch", json=body, headers=bearer(attacker.seed.admin_token)
+    )
+    assert response.status_code == 200
+    assert response.json()["rejected"] == [
+        {"row": 1, "field": "project_id", "reason": "no such project"}
+    ]
+    assert await contacts_of(db, victim) == 0
+
+
+async def test_who_may_push_contacts(client: AsyncClient, settings: Settings, db: Database) -> None:
+    site = await make_site(client, settings, db)
+    _, analyst = await user_token(client, db, site.seed, "analyst")
+    body = {"records": [row(site, 1)]}
+    assert (
+        await client.post("/api/v1/contacts:batch", json=body, headers=bearer(analyst))
+    ).status_code == 403
+    created = await client.post(
+        "/api/v1/api-tokens",
+        json={"name": "pbx", "scopes": ["contacts:write"]},
+        headers=bearer(site.seed.admin_token),
+    )
+    token = created.json()["token"]
+    ok = await client.post("/api/v1/contacts:batch", json=body, headers=bearer(token))
+    assert ok.status_code == 200
+    assert ok.json()["accepted"] == 1
+
+
+async def test_malformed_bodies_are_4xx(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    site = await make_site(client, settings, db)
+    auth = {**bearer(site.seed.admin_token), "content-type": "application/json"}
+    not_json = await client.post("/api/v1/contacts:batch", content=b"{nope", headers=auth)
+    assert not_json.status_code == 422
+    assert not_json.json()["code"] == "batch_invalid"
+    wrong_shape = await client.post("/api/v1/contacts:batch", json={"rows": []}, headers=auth)
+    assert wrong_shape.status_code == 422
+    too_many = await client.post(
+        "/api/v1/contacts:batch", json={"records": [{"x": 1}] * 10_001}, headers=auth
+    )
+    assert too_many.status_code == 413
+    assert too_many.json()["code"] == "batch_too_large"
