@@ -44,7 +44,7 @@ ACTOR_NAMES = (
     "suspended_tenant_user",
     "suspended_tenant_api_token",
     "b_admin",
-    "b_api_token",
+    "d_api_token",
     "a_viewer_of_other_client",
     "a_supervisor_without_project",
 )
@@ -74,6 +74,7 @@ class Iso:
     a: World
     b: World
     c: World
+    d: World
     actors: dict[str, Actor]
 
 
@@ -130,6 +131,9 @@ async def iso(iso_app: FastAPI, iso_http: AsyncClient, settings: Settings, db: D
     env = SeedEnv(iso_http, settings, db, iso_app)
     a = await build_world(env, "A")
     b = await build_world(env, "B")
+    # A second attacker tenant: what one attacker may legitimately create (a client named
+    # like one of A's) must not collide with the other attacker's attempts.
+    d = await build_world(env, "D")
     c = await build_suspended(env)
     rows = await victim_rows(db, a.tenant_id)
     c1 = a.clients[CLIENT_LABELS[0]]
@@ -193,13 +197,13 @@ async def iso(iso_app: FastAPI, iso_http: AsyncClient, settings: Settings, db: D
         all_hidden,
         everything,
     )
-    actors["b_api_token"] = Actor(
-        "b_api_token",
+    actors["d_api_token"] = Actor(
+        "d_api_token",
         "cross_tenant",
-        bearer(b.tokens["api"]),
+        bearer(d.tokens["api"]),
         api_perms,
         a,
-        b,
+        d,
         all_hidden,
         everything,
     )
@@ -226,4 +230,4 @@ async def iso(iso_app: FastAPI, iso_http: AsyncClient, settings: Settings, db: D
         user_id=a.users["supervisor"],
     )
     assert set(ACTOR_NAMES) | {"public"} == set(actors)
-    return Iso(a, b, c, actors)
+    return Iso(a, b, c, d, actors)

@@ -37,6 +37,7 @@ from tests.isolation.conftest import ACTOR_NAMES, STATS, Actor, Iso
 from tests.isolation.registry import (
     ROUTES,
     NotApplicable,
+    Refs,
     Route,
     by_key,
     path_params,
@@ -175,7 +176,8 @@ def _attempt(route: Route, actor: Actor, query_fn: Any, mode: str) -> Attempt | 
             return None
         path = route.path
         if route.target:
-            target = refs.victim_obj(route.target)
+            # Any object of A fills the path: the credential is refused before it is read.
+            target = Refs(actor.victim, actor.victim, lambda o: True).victim_obj(route.target)
             path = _fill(path, {p: target.attr(a) for p, a in route.param_map().items()})
         try:
             query = query_fn(refs) if query_fn else None
@@ -204,7 +206,9 @@ def _attempt(route: Route, actor: Actor, query_fn: Any, mode: str) -> Attempt | 
             target = refs.own_obj(route.target)
         values = {p: target.attr(a) for p, a in route.param_map().items()}
         if target_hidden:
-            refs.used.update(dict.fromkeys(values.values(), f"victim {route.target}"))
+            # The values the actor must not know (a certification's agent may be visible).
+            hidden = {v: f"victim {route.target}" for v in values.values() if v in actor.secrets}
+            refs.used.update(hidden or dict.fromkeys(values.values(), f"victim {route.target}"))
         path = _fill(path, values)
     try:
         query = query_fn(refs) if query_fn else None
@@ -413,13 +417,21 @@ async def _walk(actor: Actor, iso: Iso, http: AsyncClient, db: Database) -> None
     STATS[actor.name] = (walk.attempts, walk.controls)
     print(f"\n{actor.name}: {walk.attempts} attempts, {walk.controls} random-id controls")
     must = minimum_routes(actor)
-    missing = sorted(must - walk.routes_attempted)
-    assert not missing, f"{actor.name} never attempted: {missing}"
-    assert walk.attempts >= len(must)
-    assert not walk.failures, (
-        f"{len(walk.failures)} of {walk.attempts} attempts by {actor.name} broke a wall:\n"
-        + "\n".join(walk.failures)
+    missing = [
+        f"[{actor.name}] {method} {path}: never attempted"
+        + (
+            f" (no seeded {route.target!r} in tenant A: add a @seeder in seed.py)"
+            if (route := by_key()[(method, path)]).target and not iso.a.objects.get(route.target)
+            else ""
+        )
+        for method, path in sorted(must - walk.routes_attempted)
+    ]
+    problems = missing + walk.failures
+    assert not problems, (
+        f"{len(problems)} problems in {walk.attempts} attempts by {actor.name}:\n"
+        + "\n".join(problems)
     )
+    assert walk.attempts >= len(must)
 
 
 @pytest.mark.parametrize("actor_name", ACTOR_NAMES)
