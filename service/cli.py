@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+import json
+import secrets
+import shlex
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
-from service.core.config import Settings, get_settings
+from service.core.config import DEV_SECRET, Environment, Settings, get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+T = TypeVar("T")
 
 app = typer.Typer(
     name="callpact",
@@ -19,6 +31,13 @@ app = typer.Typer(
 )
 migrate_app = typer.Typer(help="Apply, revert or show database migrations (runs as DATABASE_URL).")
 app.add_typer(migrate_app, name="migrate")
+tenant_app = typer.Typer(
+    help="Create, list, suspend and reactivate tenants (BPOs), as the admin role.",
+    no_args_is_help=True,
+)
+app.add_typer(tenant_app, name="tenant")
+keys_app = typer.Typer(help="The JWT signing keys (platform-wide).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 console = Console(stderr=False, highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -36,8 +55,36 @@ def _settings() -> Settings:
 
 
 def _bootstrap(settings: Settings) -> list[str]:
-    """Lines `callpact up` prints after migrating (the tenancy layer adds the admin's credentials)."""
-    return []
+    """Lines `callpact up` prints after migrating: how the platform admin gets in.
+    The token itself only in development; elsewhere where it comes from."""
+    host = settings.api.host if settings.api.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    base = f"http://{host}:{settings.api.port}"
+    if settings.env is not Environment.development:
+        return [
+            "Admin token from AUTH_PLATFORM_ADMIN_TOKEN (not printed outside development)",
+            "New tenant  callpact tenant create --slug SLUG --name NAME --admin-email EMAIL",
+        ]
+    token = settings.auth.platform_admin_token.get_secret_value()
+    note = (
+        "   (the development default; set AUTH_PLATFORM_ADMIN_TOKEN)" if token == DEV_SECRET else ""
+    )
+    # A fresh password per start, so a pasted example never makes a guessable account.
+    body = {
+        "slug": "demo",
+        "name": "Demo Contact Center",
+        "admin": {"email": "admin@demo.example.com", "password": secrets.token_urlsafe(12)},
+    }
+    curl = " ".join(
+        [
+            "curl -sS -X POST",
+            shlex.quote(f"{base}/api/v1/platform/tenants"),
+            "-H",
+            shlex.quote(f"Authorization: Bearer {token}"),
+            "-H 'Content-Type: application/json' -d",
+            shlex.quote(json.dumps(body, separators=(",", ":"))),
+        ]
+    )
+    return [f"Admin token {token}{note}", f"New tenant  {curl}"]
 
 
 @app.command()
@@ -48,7 +95,10 @@ def up() -> None:
     from service.core.supervisor import Supervisor
 
     settings = _settings()
-    supervisor = Supervisor(settings, say=lambda line: console.print(line, markup=False))
+    # soft_wrap: a long line (the curl example) stays one line, copyable as printed.
+    supervisor = Supervisor(
+        settings, say=lambda line: console.print(line, markup=False, soft_wrap=True)
+    )
     raise typer.Exit(supervisor.run(lambda s: upgrade(s.database), _bootstrap))
 
 
@@ -146,6 +196,265 @@ def doctor() -> None:
         console.print(f"{mark} {f.topic:<11} {f.message}")
     if not all(f.ok for f in findings):
         raise typer.Exit(1)
+
+
+# --- tenants and keys (admin role: platform administration) -------------------------------
+
+
+class _Refused(Exception):
+    """A command's own refusal: printed as one line, exit 1."""
+
+
+def _admin(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run `work` in one committed admin-role transaction, audited as the platform admin;
+    refusals and an unreachable database become one line and exit 1, never a traceback."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from service.core.config import redact
+    from service.core.db import Database
+    from service.core.errors import AppError
+    from tenants.audit import ACTOR_KEY
+
+    async def run() -> T:
+        db = Database(settings.database)
+        try:
+            async with db.admin_transaction() as admin:
+                admin.info[ACTOR_KEY] = ("platform_admin", None)
+                return await work(admin)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(run())
+    except (AppError, _Refused) as exc:
+        field = getattr(exc, "extra", {}).get("field")
+        err.print(f"[red]error[/red]  {escape(f'{field}: ' if field else '')}{escape(str(exc))}")
+        raise typer.Exit(1) from None
+    except (SQLAlchemyError, OSError) as exc:
+        where = redact(settings.database.admin_dsn()) if settings.database.url else "unset"
+        reason = getattr(exc, "orig", None) or exc
+        err.print(
+            f"[red]error[/red]  database {escape(where)}: {escape(type(reason).__name__)}: "
+            f"{escape(str(reason).splitlines()[0] if str(reason) else '')}"
+        )
+        raise typer.Exit(1) from None
+
+
+def _invalid(exc: ValidationError) -> typer.Exit:
+    options = {"admin.email": "--admin-email", "admin.password": "--admin-password"}
+    for e in exc.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        option = options.get(loc, "--" + loc.replace("_", "-"))
+        err.print(f"[red]invalid[/red]  {escape(option)}: {escape(e['msg'])}")
+    return typer.Exit(2)
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "-"
+
+
+@tenant_app.command("create")
+def tenant_create(
+    slug: Annotated[str, typer.Option(help="URL-safe id, e.g. acme-bpo (the login's tenant).")],
+    name: Annotated[str, typer.Option(help="Display name of the BPO.")],
+    admin_email: Annotated[str, typer.Option(help="E-mail of the first tenant admin.")],
+    admin_password: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CALLPACT_ADMIN_PASSWORD",
+            help="12+ characters. Default: a strong generated one, printed once.",
+        ),
+    ] = None,
+    time_zone: Annotated[str, typer.Option(help="IANA time zone.")] = "UTC",
+    locale: Annotated[str, typer.Option(help="en, tr, fa or zh.")] = "en",
+) -> None:
+    """Provision a tenant (a BPO) and its first tenant admin."""
+    from tenants import schemas
+    from tenants.service import create_tenant
+
+    generated = admin_password is None
+    password = admin_password if admin_password is not None else secrets.token_urlsafe(18)
+    try:
+        data = schemas.TenantCreate.model_validate(
+            {
+                "slug": slug,
+                "name": name,
+                "time_zone": time_zone,
+                "locale": locale,
+                "admin": {"email": admin_email, "password": password},
+            }
+        )
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+    settings = _settings()
+
+    async def work(admin: AsyncSession) -> tuple[str, str]:
+        tenant, user = await create_tenant(admin, data)
+        return str(tenant.id), str(user.id)
+
+    tenant_id, user_id = _admin(settings, work)
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("tenant", escape(tenant_id))
+    grid.add_row("slug", escape(data.slug))
+    grid.add_row("name", escape(data.name))
+    grid.add_row("admin", escape(f"{data.admin.email} ({user_id}, tenant_admin)"))
+    if generated:
+        grid.add_row("password", escape(password))
+    console.print("[green]Tenant created.[/green]")
+    console.print(grid)
+    if generated:
+        console.print("The password is shown once; only its hash is stored.")
+
+
+@tenant_app.command("list")
+def tenant_list(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array, for scripts.")] = False,
+) -> None:
+    """Every tenant on the platform."""
+    from tenants.service import list_tenants
+
+    async def work(admin: AsyncSession) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": str(t.id),
+                "slug": t.slug,
+                "name": t.name,
+                "status": t.status,
+                "created_at": t.created_at.isoformat(),
+            }
+            for t in await list_tenants(admin)
+        ]
+
+    rows = _admin(_settings(), work)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        console.print("No tenants yet: callpact tenant create --help")
+        return
+    table = Table(title=f"{len(rows)} tenant(s)", title_justify="left")
+    for column in ("slug", "name", "status", "id", "created"):
+        table.add_column(column, no_wrap=column in ("slug", "id", "status"))
+    for row in rows:
+        status = row["status"] if row["status"] == "active" else f"[red]{row['status']}[/red]"
+        table.add_row(
+            escape(row["slug"]), escape(row["name"]), status, row["id"], row["created_at"][:10]
+        )
+    # Not a terminal (a pipe, a log): wide enough that ids are never cut.
+    out = console if console.is_terminal else Console(width=160, highlight=False)
+    out.print(table)
+
+
+def _set_status(slug: str, status: str) -> None:
+    from sqlalchemy import select
+    from sqlmodel import col
+
+    from tenants.models import Tenant
+    from tenants.service import set_tenant_status
+
+    async def work(admin: AsyncSession) -> str:
+        tenant = (
+            await admin.execute(select(Tenant).where(col(Tenant.slug) == slug))
+        ).scalar_one_or_none()
+        if tenant is None:
+            raise _Refused(f"No tenant with the slug '{slug}'.")
+        if tenant.status == status:
+            return "unchanged"
+        await set_tenant_status(admin, tenant.id, status)
+        return "changed"
+
+    outcome = _admin(_settings(), work)
+    if outcome == "unchanged":
+        console.print(f"Tenant {escape(slug)} is already {status}.")
+    elif status == "suspended":
+        console.print(
+            f"Tenant {escape(slug)} suspended: its tokens and API tokens are refused from the "
+            "next request on."
+        )
+    else:
+        console.print(f"Tenant {escape(slug)} active again.")
+
+
+@tenant_app.command("suspend")
+def tenant_suspend(slug: Annotated[str, typer.Argument(help="The tenant's slug.")]) -> None:
+    """Suspend a tenant: its users and API tokens are refused at once."""
+    _set_status(slug, "suspended")
+
+
+@tenant_app.command("activate")
+def tenant_activate(slug: Annotated[str, typer.Argument(help="The tenant's slug.")]) -> None:
+    """Lift a tenant's suspension."""
+    _set_status(slug, "active")
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    force: Annotated[
+        bool, typer.Option("--force", help="Rotate now, even if the current key signs on.")
+    ] = False,
+) -> None:
+    """Add the next signing key when the current one stops signing within a day (the
+    worker does this daily); --force rotates now. Older keys keep verifying the tokens
+    they signed; running processes pick the new key up within five minutes."""
+    from sqlalchemy import select
+    from sqlmodel import col
+
+    from tenants.keys import rotate_keys
+    from tenants.models import SigningKey
+
+    settings = _settings()
+    secret = settings.auth.secret_key.get_secret_value()
+
+    async def work(admin: AsyncSession) -> tuple[str | None, str | None, datetime | None]:
+        kid = await rotate_keys(admin, secret, force=force)
+        latest = (
+            await admin.execute(
+                select(SigningKey).order_by(col(SigningKey.sign_until).desc()).limit(1)
+            )
+        ).scalar_one_or_none()
+        return kid, latest.kid if latest else None, latest.sign_until if latest else None
+
+    kid, current, until = _admin(settings, work)
+    if kid is not None:
+        console.print(f"New signing key {kid}; it signs until {_when(until)}.")
+    else:
+        console.print(
+            f"Nothing to do: key {current} signs until {_when(until)}. Use --force to rotate now."
+        )
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """The signing keys that still verify tokens, newest last."""
+    from sqlalchemy import select
+    from sqlmodel import col
+
+    from service.core.time import utcnow
+    from tenants.models import SigningKey
+
+    async def work(admin: AsyncSession) -> list[tuple[str, datetime, datetime, datetime]]:
+        rows = (
+            await admin.execute(
+                select(SigningKey)
+                .where(col(SigningKey.verify_until) > utcnow())
+                .order_by(col(SigningKey.created_at))
+            )
+        ).scalars()
+        return [(r.kid, r.created_at, r.sign_until, r.verify_until) for r in rows]
+
+    rows = _admin(_settings(), work)
+    now = datetime.now().astimezone()
+    table = Table(title="Signing keys", title_justify="left")
+    for column in ("kid", "created", "signs until", "verifies until", "state"):
+        table.add_column(column, no_wrap=True)
+    signing = max((r for r in rows if r[2] > now), key=lambda r: r[1], default=None)
+    for kid, created, sign_until, verify_until in rows:
+        state = "signing" if signing and kid == signing[0] else "verifying only"
+        table.add_row(kid, _when(created), _when(sign_until), _when(verify_until), state)
+    out = console if console.is_terminal else Console(width=160, highlight=False)
+    out.print(table)
 
 
 def main() -> None:
