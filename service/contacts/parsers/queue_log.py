@@ -55,9 +55,11 @@ The parser's state (open calls, recent call ids, agents' pause flags and
 the last processed time with the lines processed at that second) is a JSON
 object: `state()` after one file, `QueueLogParser(state=...)` before the
 next. Calls still open at the end of a file are completed by the next one.
-Lines at or before the saved position are skipped (`stats.skipped_overlap`)
-so a rotated log that repeats the tail of the last import produces each
-record once; `open_records()` gives provisional records (`in_queue`, or
+A rotated log that repeats the tail of the last import produces each
+record once: lines before the saved second are skipped
+(`stats.skipped_overlap`), and lines of that second only as long as they
+repeat, in order, the lines imported for it (identical lines within one
+second are real: voipreports1 lines 277 and 279); `open_records()` gives provisional records (`in_queue`, or
 answered and still talking) for live views. A call open for more than
 `stale_after_s` (24 h) is dropped with a `ParseIssue` so the state cannot
 grow without bound.
@@ -65,7 +67,6 @@ grow without bound.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from math import isfinite
@@ -126,6 +127,11 @@ _NONE = "NONE"
 
 def _dt(t: float) -> datetime:
     return datetime.fromtimestamp(t, UTC)
+
+
+def _since(start: float, end: float) -> float:
+    """Seconds from start to end; 0 when a clock step wrote the lines out of order."""
+    return float(end - start) if end > start else 0.0
 
 
 def _version(last_t: float, events: int) -> int:
@@ -320,7 +326,11 @@ class QueueLogParser:
         # Overlap with the last import: skip lines up to its last second.
         wm_t = self._wm_t
         catching_up = wm_t is not None
-        pending: Counter[str] = Counter(self._wm_lines)
+        # The lines of that second, in order: the new input's lines of that second must repeat
+        # them as a prefix (a rotated log repeats a tail); the first difference is new data,
+        # even an identical line (PBXs write identical lines within one second).
+        pending = self._wm_lines
+        matched = 0
         cur_t: float = wm_t if wm_t is not None else float("-inf")
         cur_lines = list(self._wm_lines)
         since_housekeeping = 0
@@ -362,13 +372,11 @@ class QueueLogParser:
                     if t < cur_t:  # cur_t == wm_t while catching up
                         skipped += 1
                         continue
-                    if t == cur_t:
-                        if pending[line] > 0:
-                            pending[line] -= 1
-                            skipped += 1
-                            continue
-                    else:
-                        catching_up = False
+                    if t == cur_t and matched < len(pending) and pending[matched] == line:
+                        matched += 1
+                        skipped += 1
+                        continue
+                    catching_up = False
                 event = parts[4]
                 handler = handlers.get(event)
                 if handler is not None:
@@ -605,7 +613,7 @@ class QueueLogParser:
         answered_t = call.answered_t
         wait_s = call.wait_s
         if wait_s is None:
-            wait_s = float((end_t if answered_t is None else answered_t) - call.queued_t)
+            wait_s = _since(call.queued_t, end_t if answered_t is None else answered_t)
         record = ContactRecord(
             source=self.source,
             queue_key=call.queue,
@@ -673,7 +681,7 @@ class QueueLogParser:
                     self._close(other, "overflow", t)
                 elif other.queue == queue:
                     self._touch(other, t, ref)
-                    self._close(other, "answered", t, talk_s=float(t - other.answered_t))
+                    self._close(other, "answered", t, talk_s=_since(other.answered_t, t))
         exit_ = self._exits.pop(callid, None)
         if exit_ is not None:
             exit_t, previous = exit_
@@ -726,7 +734,7 @@ class QueueLogParser:
             self._touch(call, t, ref)
         call.answered_t = t
         call.agent = None if agent == _NONE else agent
-        call.wait_s = hold if hold is not None else float(t - call.queued_t)
+        call.wait_s = hold if hold is not None else _since(call.queued_t, t)
         if call.agent is not None:
             self._agent_call_start(call.agent, queue, t, ref)
         return True
@@ -770,7 +778,7 @@ class QueueLogParser:
         if agent != _NONE:
             call.agent = agent
         if talk is None:
-            talk = float(t - (t if call.answered_t is None else call.answered_t))
+            talk = 0.0 if call.answered_t is None else _since(call.answered_t, t)
         self._close(call, "answered", t, talk_s=talk, transferred=transferred)
         if call.agent is not None:
             self._agent_call_end(call.agent, queue, t, ref)
@@ -820,7 +828,7 @@ class QueueLogParser:
                 )
                 return False
             self._touch(call, t, ref)
-        call.wait_s = wait if wait is not None else float(t - call.queued_t)
+        call.wait_s = wait if wait is not None else _since(call.queued_t, t)
         record = self._close(call, outcome, t)
         if outcome in _REQUEUED:
             self._exits[callid] = (t, record)
