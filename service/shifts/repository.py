@@ -338,7 +338,8 @@ async def stage_problems(session: AsyncSession, ctx: TenantContext) -> list[tupl
                      when p.status <> 'active' then 'project_inactive'
                    end as project_problem,
                    case
-                     when a.id is not null and p.id is not null and s.activity <> 'training'
+                     when a.status = 'active' and p.status = 'active'
+                      and s.activity <> 'training'
                       and not exists (
                         select 1 from agent_certifications c
                         where c.tenant_id = :t and c.agent_id = s.agent_id

@@ -12,7 +12,7 @@ import csv
 import io
 import re
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -224,21 +224,21 @@ def parse_json_rows(rows: Sequence[Mapping[str, Any]]) -> Parsed:
     return parsed
 
 
-def _lines(binary: IO[bytes]) -> Iterator[str]:
-    # utf-8-sig: a spreadsheet's byte-order mark is not part of the first column's name.
-    text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
-    try:
-        yield from text
-    except UnicodeDecodeError as exc:
-        raise FileProblem("invalid_encoding", "The file is not UTF-8 text.") from exc
-    finally:
-        text.detach()
-
-
 def parse_csv(binary: IO[bytes]) -> Parsed:
     """Rows of a CSV file with a header naming the columns (any order;
     `note` and `external_id` optional)."""
-    reader = csv.reader(_lines(binary), strict=True)
+    # utf-8-sig: a spreadsheet's byte-order mark is not part of the first column's name.
+    text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
+    try:
+        return _parse_csv_text(text)
+    except UnicodeDecodeError as exc:
+        raise FileProblem("invalid_encoding", "The file is not UTF-8 text.") from exc
+    finally:
+        text.detach()  # the caller owns the binary file
+
+
+def _parse_csv_text(text: IO[str]) -> Parsed:
+    reader = csv.reader(text, strict=True)
     try:
         header = next(reader)
     except StopIteration as exc:

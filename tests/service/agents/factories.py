@@ -101,3 +101,52 @@ async def make_floor(
     project_a = await make_project(db, seed.id, client_a.id, time_zone=time_zone_a)
     project_b = await make_project(db, seed.id, client_b.id, time_zone=time_zone_b)
     return Floor(seed, client_a.id, client_b.id, project_a, project_b)
+
+
+async def seed_pool(
+    db: Database,
+    tenant_id: uuid.UUID,
+    count: int,
+    projects: list[Project],
+    *,
+    system: str = "asterisk",
+    prefix: str = "Agent/",
+    certified_from: date = date(2020, 1, 1),
+) -> list[tuple[uuid.UUID, str]]:
+    """`count` active agents with an external id each, certified for `projects`,
+    inserted as the admin role in one transaction: (agent id, external id)."""
+    from sqlalchemy import insert
+
+    from service.agents.models import Agent, AgentExternalId, Certification
+    from service.core.time import new_id
+
+    agents = [(new_id(), f"{prefix}{i + 1000}") for i in range(count)]
+    async with db.admin_transaction() as admin:
+        await admin.execute(
+            insert(Agent),
+            [{"tenant_id": tenant_id, "id": a, "name": f"Pool agent {x}"} for a, x in agents],
+        )
+        await admin.execute(
+            insert(AgentExternalId),
+            [
+                {"tenant_id": tenant_id, "agent_id": a, "system": system, "external_id": x}
+                for a, x in agents
+            ],
+        )
+        if projects:
+            await admin.execute(
+                insert(Certification),
+                [
+                    {
+                        "tenant_id": tenant_id,
+                        "id": new_id(),
+                        "agent_id": a,
+                        "project_id": p.id,
+                        "client_id": p.client_id,
+                        "certified_from": certified_from,
+                    }
+                    for a, _ in agents
+                    for p in projects
+                ],
+            )
+    return agents
