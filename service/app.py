@@ -20,6 +20,7 @@ from service.core.logging import configure_logging
 from service.core.middleware import BodyLimitMiddleware, RequestContextMiddleware, RouteTemplates
 from service.core.redis import create_redis
 from service.health.router import router as health_router
+from service.kpis import router as kpis
 from service.projects import router as projects
 from service.shifts import router as shifts
 from tenants.keys import open_key_store
@@ -49,7 +50,7 @@ def api_router() -> APIRouter:
     router.include_router(tenant_router)
     router.include_router(idp_router)
     router.include_router(oidc_router)
-    for domain in (clients, projects, contracts, agents, shifts, contacts):
+    for domain in (clients, projects, contracts, agents, shifts, contacts, kpis):
         router.include_router(domain.router)
     return router
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.kpis.rollups import SUM_COLUMNS
+from service.kpis.rollups import OUTCOME_CODE_SQL, SUM_COLUMNS, SUM_EXPRESSIONS
 from service.kpis.sums import FINAL_OUTCOMES, GRID_VERSION, KpiSums
 
 Grain = Literal["interval", "daily"]
@@ -53,6 +53,19 @@ def _row(
     return row
 
 
+Key = tuple[Any, Any]
+WaitRow = tuple[int, int, int, int, int | None, bool]
+
+
+def _fold(
+    sums_rows: dict[Key, dict[str, Any]], waits: dict[Key, list[WaitRow]]
+) -> dict[Key, KpiSums]:
+    return {
+        k: KpiSums.from_row(_row(sums_rows.get(k), waits.get(k, [])))
+        for k in set(sums_rows) | set(waits)
+    }
+
+
 async def read_sums(
     session: AsyncSession,
     tenant_id: uuid.UUID,
@@ -61,28 +74,61 @@ async def read_sums(
     start: Bucket,
     end: Bucket,
     channel: str | None = None,
-) -> dict[Bucket, KpiSums]:
-    """One `KpiSums` per non-empty bucket in [start, end) over the given projects."""
+    *,
+    by_channel: bool = False,
+) -> dict[Key, KpiSums]:
+    """One `KpiSums` per non-empty (bucket, channel or None) in [start, end) over the projects."""
     bucket = _BUCKET[grain]
     where = f"tenant_id = :t and project_id = any(:p) and {bucket} >= :start and {bucket} < :end"
     if channel is not None:
         where += " and channel = :ch"
+    group = "channel" if by_channel else "null::text"
     params = {"t": tenant_id, "p": project_ids, "start": start, "end": end, "ch": channel}
-    sums_sql = f"select {bucket} as b, {', '.join(f'sum({c})::bigint as {c}' for c in SUM_COLUMNS)} from kpi_{grain}_sums where {where} group by 1"
+    sums_sql = (
+        f"select {bucket} as b, {group} as g, {', '.join(f'sum({c})::bigint as {c}' for c in SUM_COLUMNS)}"
+        f" from kpi_{grain}_sums where {where} group by 1, 2"
+    )
     waits_sql = (
-        f"select {bucket} as b, outcome, edge_s, sum(n)::bigint, sum(sum_ms)::bigint, max(max_ms), bool_and(max_exact)"
-        f" from kpi_{grain}_waits where {where} and n > 0 group by 1, 2, 3"
+        f"select {bucket}, {group}, outcome, edge_s, sum(n)::bigint, sum(sum_ms)::bigint, max(max_ms), bool_and(max_exact)"
+        f" from kpi_{grain}_waits where {where} and n > 0 group by 1, 2, 3, 4"
     )
     conn = await session.connection()
-    sums_rows = {r.b: dict(r._mapping) for r in await conn.execute(text(sums_sql), params)}
-    waits: dict[Bucket, list[tuple[int, int, int, int, int | None, bool]]] = defaultdict(list)
-    for b, outcome, edge, n, s, mx, exact in await conn.execute(text(waits_sql), params):
-        waits[b].append((int(outcome), int(edge), int(n), int(s), mx, bool(exact)))
-    await _exact_maxima(session, tenant_id, project_ids, grain, waits, channel)
-    out: dict[Bucket, KpiSums] = {}
-    for b in sorted(set(sums_rows) | set(waits)):
-        out[b] = KpiSums.from_row(_row(sums_rows.get(b), waits.get(b, [])))
-    return out
+    sums_rows = {(r.b, r.g): dict(r._mapping) for r in await conn.execute(text(sums_sql), params)}
+    waits: dict[Key, list[WaitRow]] = defaultdict(list)
+    for b, g, outcome, edge, n, s, mx, exact in await conn.execute(text(waits_sql), params):
+        waits[(b, g)].append((int(outcome), int(edge), int(n), int(s), mx, bool(exact)))
+    await _exact_maxima(session, tenant_id, project_ids, grain, waits, channel, by_channel)
+    return _fold(sums_rows, waits)
+
+
+async def raw_sums_by_agent(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    project_ids: list[uuid.UUID],
+    start: datetime,
+    end: datetime,
+    channel: str | None = None,
+) -> dict[Key, KpiSums]:
+    """Per (15-minute interval, agent) sums computed from raw contacts, with
+    the same expressions the rollups use (agents are not a rollup dimension)."""
+    where = "tenant_id = :t and project_id = any(:p) and queued_at >= :start and queued_at < :end"
+    if channel is not None:
+        where += " and channel = :ch"
+    params = {"t": tenant_id, "p": project_ids, "start": start, "end": end, "ch": channel}
+    sums_sql = (
+        f"select bucket_start as b, agent_id as g, {', '.join(f'coalesce({expr}, 0)::bigint as {name}' for name, expr in SUM_EXPRESSIONS)}"
+        f" from (select 1 as sign, * from contacts where {where}) c group by 1, 2"
+    )
+    waits_sql = (
+        f"select bucket_start, agent_id, {OUTCOME_CODE_SQL} as o, kpi_wait_edge(wait_ms) as e, count(*), sum(wait_ms)::bigint, max(wait_ms), true"
+        f" from contacts where {where} and outcome <> 'in_queue' and wait_ms is not null group by 1, 2, 3, 4"
+    )
+    conn = await session.connection()
+    sums_rows = {(r.b, r.g): dict(r._mapping) for r in await conn.execute(text(sums_sql), params)}
+    waits: dict[Key, list[WaitRow]] = defaultdict(list)
+    for b, g, outcome, edge, n, s, mx, exact in await conn.execute(text(waits_sql), params):
+        waits[(b, g)].append((int(outcome), int(edge), int(n), int(s), mx, bool(exact)))
+    return _fold(sums_rows, waits)
 
 
 async def _exact_maxima(
@@ -90,12 +136,13 @@ async def _exact_maxima(
     tenant_id: uuid.UUID,
     project_ids: list[uuid.UUID],
     grain: Grain,
-    waits: dict[Bucket, list[tuple[int, int, int, int, int | None, bool]]],
+    waits: dict[Key, list[WaitRow]],
     channel: str | None,
+    by_channel: bool,
 ) -> None:
     """Recompute from raw rows the maxima that a correction made inexact (rare)."""
     bucket = _BUCKET[grain]
-    for b, rows in waits.items():
+    for (b, g), rows in waits.items():
         tops: dict[int, int] = {}
         for code, edge, *_ in rows:
             tops[code] = max(tops.get(code, -1), edge)
@@ -107,7 +154,7 @@ async def _exact_maxima(
                     text(
                         f"select max(wait_ms) from contacts where tenant_id = :t and project_id = any(:p)"
                         f" and {bucket} = :b and outcome = :o and kpi_wait_edge(wait_ms) = :e"
-                        + (" and channel = :ch" if channel else "")
+                        + (" and channel = :ch" if channel or by_channel else "")
                     ),
                     {
                         "t": tenant_id,
@@ -115,7 +162,7 @@ async def _exact_maxima(
                         "b": b,
                         "o": FINAL_OUTCOMES[code].value,
                         "e": edge,
-                        "ch": channel,
+                        "ch": g if by_channel else channel,
                     },
                 )
             ).scalar()

@@ -55,6 +55,7 @@ _SUMS: tuple[tuple[str, str], ...] = (
     ),
 )
 SUM_COLUMNS: tuple[str, ...] = tuple(name for name, _ in _SUMS)
+SUM_EXPRESSIONS = _SUMS
 
 _GRAINS = (("interval", "bucket_start"), ("daily", "local_day"))
 

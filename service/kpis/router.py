@@ -1,0 +1,95 @@
+"""Routes of the KPI engine: the same report per project, per client and per tenant."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from service.core.db import SessionDep
+from service.kpis import service
+from service.kpis.schemas import GranularityName, GroupBy, KpiQuery, KpiReport
+from service.kpis.service import KpiQueryInvalid
+from tenants.context import TenantContext
+from tenants.deps import require
+
+router = APIRouter(tags=["kpis"])
+
+Reader = Annotated[TenantContext, Depends(require("ops:read"), scope="function")]
+
+
+def _when(value: str, name: str) -> date | datetime:
+    try:
+        return date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise KpiQueryInvalid(
+            f"{name}: a date (YYYY-MM-DD, local to the scope's zone) or an RFC 3339 timestamp with offset.",
+            field=name,
+        ) from exc
+
+
+def kpi_query(
+    from_: Annotated[
+        str,
+        Query(
+            alias="from", description="Start: a local date or a timestamp with offset (inclusive)."
+        ),
+    ],
+    to: Annotated[
+        str, Query(description="End: a local date or a timestamp with offset (exclusive).")
+    ],
+    granularity: GranularityName = "day",
+    channel: Annotated[str | None, Query(pattern="^(voice|chat|email|social)$")] = None,
+    group_by: GroupBy | None = None,
+    sl: Annotated[
+        str | None,
+        Query(description="Service-level preset SL1-SL4 (default: the contract's, else SL1)."),
+    ] = None,
+    t: Annotated[int | None, Query(description="Service-level threshold T in seconds.")] = None,
+    short_abandon_s: Annotated[int | None, Query(ge=0, le=3600)] = None,
+    timeouts_as_abandons: bool | None = None,
+    kpis: Annotated[
+        str | None, Query(description="Comma-separated KPI names (default: all).")
+    ] = None,
+) -> KpiQuery:
+    return KpiQuery(
+        start=_when(from_, "from"),
+        end=_when(to, "to"),
+        granularity=granularity,
+        channel=channel,
+        group_by=group_by,
+        sl=sl,
+        t=t,
+        short_abandon_s=short_abandon_s,
+        timeouts_as_abandons=timeouts_as_abandons,
+        kpis=[k.strip() for k in kpis.split(",") if k.strip()] if kpis else None,
+    )
+
+
+Query_ = Annotated[KpiQuery, Depends(kpi_query)]
+
+
+@router.get("/projects/{project_id}/kpis", response_model=KpiReport)
+async def project_kpis(
+    project_id: uuid.UUID, q: Query_, ctx: Reader, session: SessionDep
+) -> KpiReport:
+    """Every KPI of KPIS.md for one project, per bucket and in total, in the project's time zone.
+    The service-level formula is the query's variant (`sl`, `t`, `short_abandon_s`), else the
+    contract's in force at `from`, else SL1 with T = 20 s; the response names it."""
+    return await service.kpi_report(session, ctx, "project", project_id, q)
+
+
+@router.get("/clients/{client_id}/kpis", response_model=KpiReport)
+async def client_kpis(
+    client_id: uuid.UUID, q: Query_, ctx: Reader, session: SessionDep
+) -> KpiReport:
+    """The same over all visible projects of a client, in the client's time zone."""
+    return await service.kpi_report(session, ctx, "client", client_id, q)
+
+
+@router.get("/tenant/kpis", response_model=KpiReport)
+async def tenant_kpis(q: Query_, ctx: Reader, session: SessionDep) -> KpiReport:
+    """The same over every visible project of the tenant, in the tenant's time zone."""
+    return await service.kpi_report(session, ctx, "tenant", ctx.tenant_id, q)

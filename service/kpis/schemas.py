@@ -1,0 +1,67 @@
+"""API contracts of the KPI endpoints."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+GranularityName = Literal[
+    "interval", "15min", "30min", "60min", "day", "week", "month", "quarter", "year"
+]
+GroupBy = Literal["channel", "agent"]
+
+
+class KpiRead(BaseModel):
+    value: float | None
+    unit: str
+    numerator: float | None = None
+    denominator: float | None = None
+    formula: str
+    upper_bound: bool = False
+
+
+class BucketRead(BaseModel):
+    start: datetime
+    end: datetime
+    label: str
+    group: str | None = None
+    kpis: dict[str, KpiRead]
+
+
+class TermsRead(BaseModel):
+    service_level: dict[str, Any]
+    expression: str
+    short_abandon_s: int
+    timeouts_as_abandons: bool
+    source: Literal["query", "contract", "default"]
+
+
+class KpiReport(BaseModel):
+    scope: Literal["project", "client", "tenant"]
+    scope_id: uuid.UUID
+    time_zone: str
+    start: datetime
+    end: datetime
+    granularity: str
+    group_by: GroupBy | None
+    terms: TermsRead
+    buckets: list[BucketRead]
+    total: dict[str, KpiRead]
+
+
+class KpiQuery(BaseModel):
+    """Parsed query parameters (validated in the router)."""
+
+    start: date | datetime
+    end: date | datetime
+    granularity: GranularityName = "day"
+    channel: str | None = None
+    group_by: GroupBy | None = None
+    sl: str | None = None
+    t: int | None = None
+    short_abandon_s: int | None = None
+    timeouts_as_abandons: bool | None = None
+    kpis: list[str] | None = None

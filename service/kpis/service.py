@@ -1,0 +1,300 @@
+"""The KPI read path: rollups (or raw rows for per-agent figures) → `KpiSums`
+per bucket → the formulas of KPIS.md under the contract's (or the query's)
+terms. Every response names the formula it used."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from service.core.errors import InvalidInput, NotFound
+from service.kpis import repository
+from service.kpis.buckets import Bucket, Granularity, bucket_of, day_start, iter_buckets, to_utc
+from service.kpis.formulas import (
+    QUEUE_KPIS,
+    ContractTerms,
+    FormulaError,
+    KpiValue,
+    ServiceLevelFormula,
+    compute_all,
+)
+from service.kpis.schemas import BucketRead, KpiQuery, KpiRead, KpiReport, TermsRead
+from service.kpis.sums import KpiSums
+from service.projects.models import Project
+from tenants.context import TenantContext, scoped
+from tenants.models import Client, Tenant
+
+MAX_BUCKETS = 10_000
+
+
+class KpiQueryInvalid(InvalidInput):
+    code = "kpi_query_invalid"
+    title = "Invalid KPI query"
+
+
+def _read(value: KpiValue) -> KpiRead:
+    return KpiRead(
+        value=value.value,
+        unit=value.unit.value,
+        numerator=value.numerator,
+        denominator=value.denominator,
+        formula=value.formula,
+        upper_bound=value.upper_bound,
+    )
+
+
+def terms_from_query(
+    q: KpiQuery, contract_sl: dict[str, object] | None, contract_timeouts: bool | None
+) -> tuple[ContractTerms, str]:
+    """The query's variant if it names one, else the contract's formula, else the default (SL1, 20 s, 5 s)."""
+    source = (
+        "query"
+        if any(v is not None for v in (q.sl, q.t, q.short_abandon_s))
+        else ("contract" if contract_sl else "default")
+    )
+    try:
+        spec: dict[str, object] = (
+            dict(contract_sl) if (contract_sl and source != "query") else {"preset": q.sl or "SL1"}
+        )
+        if q.sl is not None:
+            spec = {"preset": q.sl}
+        if q.t is not None:
+            spec["threshold_s"] = q.t
+        if q.short_abandon_s is not None:
+            spec["short_abandon_s"] = q.short_abandon_s
+        formula = ServiceLevelFormula.from_mapping(spec)
+    except (FormulaError, ValueError) as exc:
+        raise KpiQueryInvalid(
+            str(exc), field="sl" if q.sl else ("t" if q.t is not None else "short_abandon_s")
+        ) from exc
+    timeouts = (
+        q.timeouts_as_abandons if q.timeouts_as_abandons is not None else bool(contract_timeouts)
+    )
+    return ContractTerms(service_level=formula, timeouts_as_abandons=timeouts), source
+
+
+def _instant(value: date | datetime, zone: ZoneInfo, name: str) -> datetime:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise KpiQueryInvalid(f"{name} needs a UTC offset (or give a date).", field=name)
+        return to_utc(value)
+    return day_start(value, zone)
+
+
+def _granularity(name: str) -> Granularity:
+    return Granularity.MIN15 if name == "interval" else Granularity(name)
+
+
+async def _scope_projects(
+    session: AsyncSession, ctx: TenantContext, scope: str, scope_id: uuid.UUID
+) -> tuple[list[Project], str]:
+    """The visible projects of the scope and the zone its buckets are drawn in."""
+    if scope == "project":
+        project = (
+            await session.execute(scoped(Project, ctx).where(col(Project.id) == scope_id))
+        ).scalar_one_or_none()
+        if project is None:
+            raise NotFound("No such project.")
+        return [project], project.time_zone
+    if scope == "client":
+        stmt = select(Client).where(
+            col(Client.tenant_id) == ctx.tenant_id, col(Client.id) == scope_id
+        )
+        if ctx.client_id is not None:
+            stmt = stmt.where(col(Client.id) == ctx.client_id)
+        client = (await session.execute(stmt)).scalar_one_or_none()
+        if client is None:
+            raise NotFound("No such client.")
+        projects = list(
+            (
+                await session.execute(
+                    scoped(Project, ctx).where(col(Project.client_id) == scope_id)
+                )
+            ).scalars()
+        )
+        return projects, client.time_zone
+    tenant = (
+        await session.execute(select(Tenant).where(col(Tenant.id) == ctx.tenant_id))
+    ).scalar_one()
+    return list((await session.execute(scoped(Project, ctx))).scalars()), tenant.time_zone
+
+
+async def _contract_terms(
+    session: AsyncSession, ctx: TenantContext, project: Project, at: date
+) -> tuple[dict[str, object] | None, bool | None]:
+    from service.contracts.models import Contract
+
+    contract = (
+        await session.execute(
+            scoped(Contract, ctx)
+            .where(col(Contract.project_id) == project.id, col(Contract.effective_from) <= at)
+            .order_by(col(Contract.effective_from).desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    if contract is None or (contract.effective_to is not None and contract.effective_to < at):
+        return None, None
+    for target in contract.targets or []:
+        if target.get("kpi") == "service_level" and isinstance(target.get("formula"), dict):
+            stored = dict(target["formula"])
+            denominator = stored.get("denominator") or {}
+            formula: dict[str, object] = {
+                "numerator": stored.get("numerator", "answered_within"),
+                # The contract stores the denominator as flags; the formula reads a list of terms.
+                "denominator": [
+                    term
+                    for term, default in (
+                        ("answered", True),
+                        ("abandoned_after_t", True),
+                        ("abandoned_within_t", True),
+                        ("other_exits", False),
+                    )
+                    if denominator.get(term, default)
+                ],
+                "aggregation": stored.get("aggregation", "ratio_of_sums"),
+                "short_abandon_s": stored.get("short_abandon_s")
+                if stored.get("short_abandon_s") is not None
+                else contract.short_abandon_s,
+            }
+            threshold = stored.get("threshold_s") or target.get("threshold_s")
+            if threshold is not None:
+                formula["threshold_s"] = threshold
+            return formula, contract.timeouts_count_as_abandons
+    return None, contract.timeouts_count_as_abandons
+
+
+async def kpi_report(
+    session: AsyncSession, ctx: TenantContext, scope: str, scope_id: uuid.UUID, q: KpiQuery
+) -> KpiReport:
+    projects, zone_name = await _scope_projects(session, ctx, scope, scope_id)
+    zone = ZoneInfo(zone_name)
+    start, end = _instant(q.start, zone, "from"), _instant(q.end, zone, "to")
+    if end <= start:
+        raise KpiQueryInvalid("'to' must be after 'from'.", field="to")
+    granularity = _granularity(q.granularity)
+    buckets = list(_buckets(start, end, granularity, zone))
+    if len(buckets) > MAX_BUCKETS:
+        raise KpiQueryInvalid(
+            f"{len(buckets)} buckets: at most {MAX_BUCKETS}; choose a coarser granularity.",
+            field="granularity",
+        )
+    contract_sl, contract_timeouts = (None, None)
+    if scope == "project":
+        contract_sl, contract_timeouts = await _contract_terms(
+            session, ctx, projects[0], start.astimezone(zone).date()
+        )
+    terms, source = terms_from_query(q, contract_sl, contract_timeouts)
+    if q.kpis:
+        unknown = sorted(set(q.kpis) - set(QUEUE_KPIS))
+        if unknown:
+            raise KpiQueryInvalid(
+                f"Unknown KPI(s): {', '.join(unknown)}.", field="kpis", known=list(QUEUE_KPIS)
+            )
+
+    # Read: whole local days from daily rollups where the project's zone is the
+    # report's zone and the buckets are days or longer; 15-minute rollups otherwise.
+    per_group: dict[str | None, dict[Bucket, list[KpiSums]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    ids = [p.id for p in projects]
+    if ids and q.group_by == "agent":
+        raw = await repository.raw_sums_by_agent(session, ctx.tenant_id, ids, start, end, q.channel)
+        for (instant, agent), sums in raw.items():
+            per_group[str(agent) if agent else None][bucket_of(instant, granularity, zone)].append(
+                sums
+            )
+    elif ids:
+        # A mean of interval ratios needs the intervals themselves.
+        daily_ok = (
+            granularity.minutes is None and terms.service_level.aggregation == "ratio_of_sums"
+        )
+        same_zone = [p.id for p in projects if p.time_zone == zone_name] if daily_ok else []
+        other = [p.id for p in projects if p.id not in set(same_zone)]
+        if same_zone:
+            rows = await repository.read_sums(
+                session,
+                ctx.tenant_id,
+                same_zone,
+                "daily",
+                start.astimezone(zone).date(),
+                end.astimezone(zone).date() + timedelta(days=1),
+                q.channel,
+                by_channel=q.group_by == "channel",
+            )
+            for (day, channel), sums in rows.items():
+                instant = day_start(day, zone)
+                if start <= instant < end:
+                    per_group[channel][bucket_of(instant, granularity, zone)].append(sums)
+        if other:
+            rows = await repository.read_sums(
+                session,
+                ctx.tenant_id,
+                other,
+                "interval",
+                start,
+                end,
+                q.channel,
+                by_channel=q.group_by == "channel",
+            )
+            for (instant, channel), sums in rows.items():
+                per_group[channel][bucket_of(instant, granularity, zone)].append(sums)
+
+    wanted = q.kpis or list(QUEUE_KPIS)
+
+    def figures(sums: KpiSums, intervals: Sequence[KpiSums] | None) -> dict[str, KpiRead]:
+        try:
+            values = compute_all(sums, terms, intervals)
+        except FormulaError as exc:
+            raise KpiQueryInvalid(str(exc), field="sl") from exc
+        return {k: _read(values[k]) for k in wanted}
+
+    groups = sorted(per_group, key=lambda g: (g is not None, g or "")) or [None]
+    out: list[BucketRead] = []
+    for group in groups:
+        data = per_group.get(group, {})
+        for bucket in buckets:
+            parts = data.get(bucket, [])
+            sums = KpiSums.merge(parts)
+            out.append(
+                BucketRead(
+                    start=bucket.start,
+                    end=bucket.end,
+                    label=bucket.label,
+                    group=group,
+                    kpis=figures(sums, parts or [sums]),
+                )
+            )
+    everything = [s for g in per_group.values() for parts in g.values() for s in parts]
+    total = figures(KpiSums.merge(everything), everything or [KpiSums()])
+    sl = terms.service_level
+    return KpiReport(
+        scope=scope,
+        scope_id=scope_id,
+        time_zone=zone_name,
+        start=start,
+        end=end,
+        granularity=granularity.value,
+        group_by=q.group_by,
+        terms=TermsRead(
+            service_level=dict(sl.to_mapping()),
+            expression=sl.expression(),
+            short_abandon_s=terms.short_abandon_s,
+            timeouts_as_abandons=terms.timeouts_as_abandons,
+            source=source,
+        ),
+        buckets=out,
+        total=total,
+    )
+
+
+def _buckets(
+    start: datetime, end: datetime, granularity: Granularity, zone: ZoneInfo
+) -> list[Bucket]:
+    return list(iter_buckets(start, end, granularity, zone))

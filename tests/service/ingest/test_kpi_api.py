@@ -1,0 +1,206 @@
+"""GET …/kpis: figures from rollups equal hand-computed ones; variants, zones, walls."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from httpx import AsyncClient
+
+from service.core.config import Settings
+from service.core.db import Database
+from tests.factories import bearer, make_client, user_token
+from tests.service.ingest.conftest import Site, make_project, make_site
+
+# 2026-03-02 09:00 in New York is 14:00 UTC.
+NY_MORNING = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
+
+
+def contact(
+    site: Site, n: int, outcome: str, wait: float, queued: datetime, **kw: Any
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "external_id": f"k-{n}",
+        "queue_key": site.queue,
+        "queued_at": queued.isoformat(),
+        "outcome": outcome,
+        "wait_s": wait,
+    }
+    if outcome == "answered":
+        row |= {
+            "answered_at": (queued + timedelta(seconds=wait)).isoformat(),
+            "talk_s": 100,
+            "acw_s": 20,
+            "agent_key": site.agent_key,
+        }
+    return row | kw
+
+
+async def push(client: AsyncClient, site: Site, rows: list[dict[str, Any]]) -> None:
+    response = await client.post(
+        "/api/v1/contacts:batch", json={"records": rows}, headers=bearer(site.seed.admin_token)
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == len(rows), response.text
+
+
+@pytest.fixture
+async def site(client: AsyncClient, settings: Settings, db: Database) -> Site:
+    site = await make_site(client, settings, db, time_zone="America/New_York")
+    await push(
+        client,
+        site,
+        [
+            contact(site, 1, "answered", 10, NY_MORNING),
+            contact(site, 2, "answered", 25, NY_MORNING + timedelta(minutes=3)),
+            contact(site, 3, "abandoned", 3, NY_MORNING + timedelta(minutes=20)),  # a short abandon
+            contact(site, 4, "abandoned", 40, NY_MORNING + timedelta(minutes=50)),
+            contact(site, 5, "in_queue", None, NY_MORNING + timedelta(hours=1), wait_s=None),
+        ],
+    )
+    return site
+
+
+async def kpis(client: AsyncClient, site: Site, **params: Any) -> dict[str, Any]:
+    query = {"from": "2026-03-02", "to": "2026-03-03", **params}
+    response = await client.get(
+        f"/api/v1/projects/{site.project_id}/kpis",
+        params=query,
+        headers=bearer(site.seed.admin_token),
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_default_formula_is_sl1_and_figures_are_exact(
+    client: AsyncClient, site: Site
+) -> None:
+    body = await kpis(client, site)
+    assert body["time_zone"] == "America/New_York"
+    assert body["terms"]["expression"] == "A_T / (A + Ab)"
+    assert body["terms"]["source"] == "default"
+    total = body["total"]
+    # O = 2 answered + 1 abandoned (the 3 s abandon is short and leaves O and Ab); in_queue enters nothing.
+    assert total["offered"]["value"] == 3
+    assert total["short_abandons"]["value"] == 1
+    assert total["service_level"]["value"] == pytest.approx(1 / 3)  # A_T = 1 (10 s), A + Ab = 3
+    assert total["answer_rate"]["value"] == pytest.approx(2 / 3)
+    assert total["abandonment_rate"]["value"] == pytest.approx(1 / 3)
+    assert total["asa"]["value"] == pytest.approx(17.5)  # (10 + 25) / 2
+    assert total["aht"]["value"] == pytest.approx(120)  # talk 100 + acw 20
+    assert total["longest_wait"]["value"] == pytest.approx(40)
+    assert total["csat"]["value"] is None  # no responses: no data, never 0 %
+    assert "T = 20 s" in total["service_level"]["formula"]
+    assert [b["label"][:10] for b in body["buckets"]] == ["2026-03-02"]
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"sl": "SL1"}, 1 / 3),
+        ({"sl": "SL2"}, 1 / 3),  # A_T / (A + Ab - Ab_T): Ab_T = 0 (the 40 s abandon is after T)
+        ({"sl": "SL3"}, 1 / 2),  # A_T / A
+        ({"sl": "SL4"}, 1 / 3),  # (A_T + Ab_T) / (A + Ab)
+        ({"sl": "SL1", "short_abandon_s": 0}, 1 / 4),  # the 3 s abandon counts: A + Ab = 4
+        ({"sl": "SL4", "short_abandon_s": 0}, 2 / 4),  # Ab_T = 1 now
+        ({"sl": "SL1", "t": 25}, 2 / 3),  # exactly T is within T
+        ({"sl": "SL1", "t": 24}, 1 / 3),
+    ],
+)
+async def test_every_variant_from_the_same_rollups(
+    client: AsyncClient, site: Site, params: dict[str, Any], expected: float
+) -> None:
+    body = await kpis(client, site, **params)
+    assert body["total"]["service_level"]["value"] == pytest.approx(expected)
+    assert body["terms"]["source"] == "query"
+
+
+async def test_interval_granularity_on_a_dst_day_has_92_quarter_hours(
+    client: AsyncClient, site: Site
+) -> None:
+    body = await kpis(
+        client,
+        site,
+        **{"from": "2026-03-08", "to": "2026-03-09", "granularity": "interval", "kpis": "offered"},
+    )
+    assert len(body["buckets"]) == 92
+    assert all(
+        b["kpis"]["offered"]["value"] is None or b["kpis"]["offered"]["value"] == 0
+        for b in body["buckets"]
+    )
+    quarter = await kpis(client, site, granularity="interval", kpis="offered,service_level")
+    busy = [b for b in quarter["buckets"] if b["kpis"]["offered"]["value"]]
+    assert [b["label"] for b in busy] == ["2026-03-02T09:00:00-05:00", "2026-03-02T09:45:00-05:00"]
+
+
+async def test_client_and_tenant_scopes_add_projects_up(
+    client: AsyncClient, settings: Settings, db: Database, site: Site
+) -> None:
+    second_queue = "second-q"
+    other_project = await make_project(
+        db, site.seed.id, site.client_id, [second_queue], "America/New_York"
+    )
+    await push(client, site, [contact(site, 9, "answered", 5, NY_MORNING, queue_key=second_queue)])
+    params = {
+        "from": "2026-03-02T00:00:00-05:00",
+        "to": "2026-03-03T00:00:00-05:00",
+        "kpis": "offered,service_level",
+    }
+    per_client = await client.get(
+        f"/api/v1/clients/{site.client_id}/kpis",
+        params=params,
+        headers=bearer(site.seed.admin_token),
+    )
+    assert per_client.status_code == 200, per_client.text
+    assert per_client.json()["total"]["offered"]["value"] == 4
+    assert per_client.json()["total"]["service_level"]["value"] == pytest.approx(2 / 4)
+    tenant = await client.get(
+        "/api/v1/tenant/kpis", params=params, headers=bearer(site.seed.admin_token)
+    )
+    assert tenant.json()["total"]["offered"]["value"] == 4
+    alone = await client.get(
+        f"/api/v1/projects/{other_project}/kpis",
+        params=params,
+        headers=bearer(site.seed.admin_token),
+    )
+    assert alone.json()["total"]["offered"]["value"] == 1
+
+
+async def test_group_by_agent_and_channel(client: AsyncClient, site: Site) -> None:
+    by_agent = await kpis(client, site, group_by="agent", kpis="offered,asa")
+    groups = {b["group"]: b["kpis"] for b in by_agent["buckets"]}
+    assert groups[str(site.agent_id)]["asa"]["value"] == pytest.approx(17.5)
+    by_channel = await kpis(client, site, group_by="channel", kpis="offered")
+    assert {b["group"] for b in by_channel["buckets"]} == {"voice"}
+
+
+async def test_walls_and_bad_queries(
+    client: AsyncClient, settings: Settings, db: Database, site: Site
+) -> None:
+    stranger = await make_site(client, settings, db)
+    url = f"/api/v1/projects/{site.project_id}/kpis"
+    params = {"from": "2026-03-02", "to": "2026-03-03"}
+    assert (
+        await client.get(url, params=params, headers=bearer(stranger.seed.admin_token))
+    ).status_code == 404
+    other_client = await make_client(db, site.seed.id, "Other")
+    _, viewer = await user_token(client, db, site.seed, "client_viewer", client_id=other_client.id)
+    assert (await client.get(url, params=params, headers=bearer(viewer))).status_code == 404
+    _, own_viewer = await user_token(
+        client, db, site.seed, "client_viewer", client_id=site.client_id
+    )
+    assert (await client.get(url, params=params, headers=bearer(own_viewer))).status_code == 200
+    for bad, field in (
+        ({"t": 3601}, "t"),
+        ({"from": "2026-03-02T00:00:00"}, "from"),
+        ({"to": "2026-03-01"}, "to"),
+        ({"sl": "SL9"}, "sl"),
+        ({"kpis": "happiness"}, "kpis"),
+    ):
+        response = await client.get(
+            url, params={**params, **bad}, headers=bearer(site.seed.admin_token)
+        )
+        assert response.status_code == 422, (bad, response.text)
+        assert response.json()["field"] == field
