@@ -37,6 +37,7 @@ from service.kpis.sums import (
     UNSERVED_EXITS,
     KpiSums,
     Outcome,
+    ThresholdNotOnGrid,
     check_threshold,
 )
 
@@ -60,6 +61,10 @@ class Unit(StrEnum):
 
 class FormulaError(ValueError):
     """A formula object or preset that KPIS.md does not allow."""
+
+
+class ThresholdOffGrid(FormulaError, ThresholdNotOnGrid):
+    """A threshold the histograms cannot answer exactly (both error families)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +114,8 @@ def _check_int(value: object, name: str) -> int:
         raise FormulaError(f"{name} must be a whole number of seconds, not {value!r}")
     try:
         return check_threshold(value, name)
-    except ValueError as exc:
-        raise FormulaError(str(exc)) from exc
+    except ThresholdNotOnGrid as exc:
+        raise ThresholdOffGrid(str(exc)) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -860,15 +865,17 @@ def conformance(logged_in_s: float, scheduled_s: float) -> KpiValue:
 
 
 def shrinkage(t: AgentTime, scheduled_paid_s: float) -> KpiValue:
-    """1 - productive / paid; negative when agents worked beyond paid time."""
+    """1 - productive / paid, as (paid - productive) / paid: one rounding.
+
+    Negative when agents were productive beyond their paid time.
+    """
     paid = _seconds(scheduled_paid_s, "scheduled_paid_s")
-    v = _agent_ratio(
+    return _agent_ratio(
         "shrinkage",
-        t.productive_s,
+        paid - t.productive_s,
         paid,
         f"1 {MINUS} (available + on_contact + acw) / scheduled paid time",
     )
-    return replace(v, value=None if v.value is None else 1 - v.value)
 
 
 def contacts_per_hour(handled: int, logged_in_s: float) -> KpiValue:

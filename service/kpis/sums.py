@@ -156,6 +156,15 @@ def previous_edge(edge: int) -> int:
     return edge - 3600
 
 
+def _bucket_sum_fits(edge: int, count: int, sum_ms: int) -> bool:
+    """Whether `count` waits in bucket `edge` can sum to `sum_ms`."""
+    if count < 0:
+        return False
+    low = previous_edge(edge) * 1000 + 1 if edge else 0
+    high = sum_ms if edge == OVERFLOW_EDGE else count * edge * 1000
+    return count * low <= sum_ms <= high
+
+
 def is_on_grid(seconds: int) -> bool:
     if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
         return False
@@ -384,7 +393,7 @@ class _Accumulator:
             for e, c in g.counts.items():
                 left = counts.get(e, 0) - c
                 left_ms = sums.get(e, 0) - g.sums_ms[e]
-                if left < 0 or (left == 0) != (left_ms == 0):
+                if not _bucket_sum_fits(e, left, left_ms):
                     raise InvalidRollup(
                         f"removing {outcome} contacts with waits near {e} s that were never added"
                     )
@@ -634,9 +643,7 @@ class KpiSums:
                 if last is not None and (code, e) <= last:
                     raise InvalidRollup("histogram entries are not sorted and unique")
                 last = (code, e)
-                low_ms = (previous_edge(e) * 1000 + 1) if e else 0
-                high_ms = s if e == OVERFLOW_EDGE else c * e * 1000
-                if c <= 0 or not c * low_ms <= s <= high_ms:
+                if c <= 0 or not _bucket_sum_fits(e, c, s):
                     raise InvalidRollup(f"bucket {e} s: {c} waits cannot sum to {s} ms")
                 dc, ds = hist.setdefault(FINAL_OUTCOMES[code], ({}, {}))
                 dc[e], ds[e] = c, s
