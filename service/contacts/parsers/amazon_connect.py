@@ -257,7 +257,11 @@ def _count(obj: dict[str, Any], path: str) -> int | None:
 
 def _text_field(obj: dict[str, Any], path: str) -> str | None:
     value = _get(obj, path)
-    return value if isinstance(value, str) and value else None
+    if not isinstance(value, str) or not value:
+        return None
+    if "\x00" in value:
+        raise _Invalid(path, "contains a NUL character (no database text can hold it)")
+    return value
 
 
 def _one(
@@ -327,8 +331,8 @@ def _one(
 
 def _record(ctr: dict[str, Any], ref: str, source: str) -> ContactRecord | str:
     """The record, or the name of the reason it is ignored on purpose."""
-    contact_id = ctr.get("ContactId")
-    if not isinstance(contact_id, str) or not contact_id:
+    contact_id = _text_field(ctr, "ContactId")
+    if contact_id is None:
         raise _Invalid("ContactId", "ContactId must be a non-empty string")
     updated = _time(ctr, "LastUpdateTimestamp")
     if updated is None:

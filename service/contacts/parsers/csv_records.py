@@ -253,6 +253,8 @@ class CsvRecordParser:
                 raise _FieldError("required, but empty")
             return None
         if ours in TEXT_FIELDS:
+            if "\x00" in value:
+                raise _FieldError("contains a NUL character (no database text can hold it)")
             return value
         if ours in TIME_FIELDS:
             return self._timestamp(value)

@@ -57,9 +57,13 @@ object: `state()` after one file, `QueueLogParser(state=...)` before the
 next. Calls still open at the end of a file are completed by the next one.
 A rotated log that repeats the tail of the last import produces each
 record once: lines before the saved second are skipped
-(`stats.skipped_overlap`), and lines of that second only as long as they
-repeat, in order, the lines imported for it (identical lines within one
-second are real: voipreports1 lines 277 and 279); `open_records()` gives provisional records (`in_queue`, or
+(`stats.skipped_overlap`), and lines of that second as long as they repeat,
+in order, the lines imported for it. Content cannot tell a repeat from a
+new identical line in that same second (voipreports1 lines 766-770 repeat
+OUTDIAL/OUTCONGESTION); only events that can recur identically (rings,
+custom events, pause toggles) can be written so, and call events repeated
+anyway (a log copied twice) are rejected as duplicates, never counted
+twice. `open_records()` gives provisional records (`in_queue`, or
 answered and still talking) for live views. A call open for more than
 `stale_after_s` (24 h) is dropped with a `ParseIssue` so the state cannot
 grow without bound.
@@ -255,7 +259,8 @@ class QueueLogParser:
         self.stale_after_s = stale_after_s
         self.stats = ImportStats(file="")
         self._calls: dict[str, dict[str, _Call]] = {}
-        self._seen: dict[str, list[float]] = {}  # callid@queue -> [entries, last event time]
+        # callid@queue -> [entries, last event time, time of the last entry]
+        self._seen: dict[str, list[float]] = {}
         self._exits: dict[str, tuple[float, ContactRecord]] = {}  # callid -> (exit time, record)
         self._agents: dict[str, _Agent] = {}
         self._wm_t: float | None = None
@@ -347,6 +352,10 @@ class QueueLogParser:
                 line = raw.rstrip("\r\n")
                 if not line or line.isspace():
                     blank += 1
+                    continue
+                if "\x00" in line:
+                    malformed += 1
+                    yield self._issue(ref, "contains a NUL character (a corrupt line)", line)
                     continue
                 parts = line.split("|")
                 if len(parts) < 5:
@@ -458,7 +467,7 @@ class QueueLogParser:
         for data in state["calls"]:
             call = _Call.from_json(data)
             self._calls.setdefault(call.callid, {})[call.queue] = call
-        self._seen = {str(k): [v[0], v[1]] for k, v in state["seen"].items()}
+        self._seen = {str(k): [v[0], v[1], v[2]] for k, v in state["seen"].items()}
         self._exits = {
             str(callid): (value["t"], record_from_json(value["record"]))
             for callid, value in state["exits"].items()
@@ -568,11 +577,12 @@ class QueueLogParser:
         key = f"{callid}@{queue}"
         seen = self._seen.get(key)
         if seen is None:
-            self._seen[key] = [1, t]
+            self._seen[key] = [1, t, queued_t]
             external_id = key
         else:
             seen[0] += 1
             seen[1] = t
+            seen[2] = queued_t
             external_id = f"{key}#{int(seen[0])}"
         return _Call(callid, queue, external_id, queued_t, customer, self._name, ref, t)
 
@@ -664,14 +674,16 @@ class QueueLogParser:
     ) -> bool:
         if not self._call_key_ok(callid, queue, event, ref):
             return False
+        # A call cannot enter the same queue twice in one second: the same line again
+        # (a log copied twice around a rotation), whether the call is still open or not.
+        seen = self._seen.get(f"{callid}@{queue}")
+        if seen is not None and seen[2] == t:
+            self._out.append(
+                self._ref_issue(ref, f"duplicate ENTERQUEUE for call {callid}", field="event")
+            )
+            return False
         by_queue = self._calls.get(callid)
         if by_queue:
-            old = by_queue.get(queue)
-            if old is not None and old.queued_t == t and old.answered_t is None and old.events == 1:
-                self._out.append(
-                    self._ref_issue(ref, f"duplicate ENTERQUEUE for call {callid}", field="event")
-                )
-                return False
             for other in list(by_queue.values()):
                 # Entered a queue (this one again, or another) while still waiting: it moved
                 # on. An answered call stays open in another queue (the agent may still be
