@@ -299,7 +299,10 @@ class QueueLogParser:
     # ------------------------------------------------------------------ input
 
     def parse(self, lines: Iterable[str], name: str) -> Iterator[ParsedItem]:
-        """Lines of a flat `queue_log` (a text file object will do); `name` goes into `raw_ref`."""
+        """Lines of a flat `queue_log` (a text file object will do); `name` goes into `raw_ref`.
+
+        Consume the iterator to the end before reading `stats` or `state()`.
+        """
         return self._run(enumerate(lines, 1), name, row_refs=False)
 
     def parse_rows(
