@@ -10,7 +10,8 @@
   never in a queue mapped twice. (An exclusion constraint on the array would
   need GiST support for `text[] &&`, which stock PostgreSQL lacks.)
 * `user_projects`: the projects a supervisor is assigned to; a supervisor sees
-  only these.
+  only these. An assignment has its own id so the audit log's entry for its
+  removal names the assignment whose creation entry says user and project.
 * `contracts`: one row per contract version. Versions of one project never
   overlap: a GiST exclusion constraint on (tenant, project, effective dates),
   so two concurrent editors cannot both win.
@@ -101,10 +102,12 @@ def upgrade() -> None:
         "user_projects",
         """
         tenant_id uuid not null,
+        id uuid not null,
         user_id uuid not null,
         project_id uuid not null,
         created_at timestamptz not null default now(),
-        primary key (tenant_id, user_id, project_id),
+        primary key (tenant_id, id),
+        unique (tenant_id, user_id, project_id),
         foreign key (tenant_id, user_id) references users (tenant_id, id) on delete cascade,
         foreign key (tenant_id, project_id) references projects (tenant_id, id) on delete cascade
         """,

@@ -79,7 +79,7 @@ class ProjectQueueKey(SQLModel, table=True):
 
 
 class UserProject(SQLModel, table=True):
-    """A supervisor's assignment to a project."""
+    """A supervisor's assignment to a project (unique per user and project)."""
 
     __tablename__ = "user_projects"
     __table_args__ = (
@@ -88,6 +88,7 @@ class UserProject(SQLModel, table=True):
     )
 
     tenant_id: uuid.UUID = Field(primary_key=True)
-    user_id: uuid.UUID = Field(primary_key=True)
-    project_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    user_id: uuid.UUID
+    project_id: uuid.UUID
     created_at: datetime = _ts()

@@ -19,6 +19,10 @@ async def test_admin_creates_reads_and_lists_a_client(
     client: AsyncClient, settings: Settings, db: Database
 ) -> None:
     seed = await make_tenant(client, settings)
+    zone = await client.patch(
+        f"{API}/tenant", json={"time_zone": "Asia/Tehran"}, headers=bearer(seed.admin_token)
+    )
+    assert zone.status_code == 200, zone.text
     created = await create_client(
         client,
         seed.admin_token,
@@ -28,7 +32,7 @@ async def test_admin_creates_reads_and_lists_a_client(
         locale="tr",
         email_domains=["ACME.example"],
     )
-    assert created["time_zone"] == "UTC"  # the tenant's, when not given
+    assert created["time_zone"] == "Asia/Tehran"  # the tenant's, when not given
     assert created["report_emails"] == ["ops@acme.example", "cfo@acme.example"]
     assert created["email_domains"] == ["acme.example"]
     assert created["status"] == "active"

@@ -333,6 +333,27 @@ async def test_update_needs_a_fresh_if_match(client: AsyncClient, settings: Sett
         assert refused.json()["errors"][0]["field"] == field
 
 
+async def test_concurrent_editors_with_one_etag_cannot_both_win(
+    client: AsyncClient, settings: Settings
+) -> None:
+    world = await make_world(client, settings)
+    url = f"{API}/projects/{world.project_a['id']}"
+
+    async def edit(n: int) -> int:
+        response = await client.patch(
+            url,
+            json={"name": f"Editor {n}"},
+            headers={**bearer(world.token), "If-Match": 'W/"1"'},
+        )
+        return response.status_code
+
+    codes = await asyncio.gather(*(edit(n) for n in range(5)))
+    assert sorted(codes) == [200, 412, 412, 412, 412]
+    final = (await client.get(url, headers=bearer(world.token))).json()
+    assert final["version"] == 2
+    assert final["name"].startswith("Editor ")
+
+
 async def test_list_filters_sorts_and_paginates(client: AsyncClient, settings: Settings) -> None:
     world = await make_world(client, settings)
     headers = bearer(world.token)
@@ -496,6 +517,24 @@ async def test_supervisor_sees_only_assigned_projects(
     assert swap.json()["project_ids"] == [world.project_b["id"]]
     listed = await client.get(f"{API}/projects", headers=bearer(token))
     assert [p["id"] for p in listed.json()["items"]] == [world.project_b["id"]]
+
+    async with db.admin_transaction() as session:
+        audited = (
+            await session.execute(
+                select(AuditEntry)
+                .where(
+                    col(AuditEntry.tenant_id) == world.seed.id,
+                    col(AuditEntry.object_type) == "user_projects",
+                )
+                .order_by(col(AuditEntry.id))
+            )
+        ).scalars()
+        entries = [(e.action, e.object_id, e.summary.get("project_id")) for e in audited]
+    created_a, created_b, removed = sorted(entries, key=lambda e: e[0])
+    assert created_a[2] == world.project_a["id"]
+    assert created_b[2] == world.project_b["id"]
+    # The removal names the assignment whose creation named the project.
+    assert removed[:2] == ("user_projects.delete", created_a[1])
 
 
 async def test_assignment_validation_and_isolation(
