@@ -12,6 +12,7 @@
 * `user_projects`: the projects a supervisor is assigned to; a supervisor sees
   only these. An assignment has its own id so the audit log's entry for its
   removal names the assignment whose creation entry says user and project.
+  (The application sets UUIDv7 ids; the default serves raw SQL seeding.)
 * `contracts`: one row per contract version. Versions of one project never
   overlap: a GiST exclusion constraint on (tenant, project, effective dates),
   so two concurrent editors cannot both win.
@@ -102,7 +103,7 @@ def upgrade() -> None:
         "user_projects",
         """
         tenant_id uuid not null,
-        id uuid not null,
+        id uuid not null default gen_random_uuid(),
         user_id uuid not null,
         project_id uuid not null,
         created_at timestamptz not null default now(),
