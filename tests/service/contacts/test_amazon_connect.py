@@ -240,3 +240,13 @@ def test_contact_events_and_foreign_json_are_told_apart() -> None:
     (issue,) = twilio.issues
     assert issue.field == "ContactId"
     assert "not an Amazon Connect contact trace record" in issue.reason
+
+
+def test_queue_and_agent_fall_back_to_their_arns() -> None:
+    ctr = copy.deepcopy(CASE1)
+    ctr["Queue"]["Name"] = None
+    del ctr["Agent"]["Username"]
+    (r,) = parse_text(json.dumps(ctr)).records
+    assert r.queue_key == CASE1["Queue"]["ARN"]
+    assert r.queue_key.endswith("/queue/078ccbaa-ae69-4bf9-84bc-5c60ca9b1478")
+    assert r.agent_key == CASE1["Agent"]["ARN"]
