@@ -66,6 +66,7 @@ REQUIRED = ("external_id", "queue_key", "queued_at")
 TRUE = frozenset({"true", "t", "yes", "y", "1"})
 FALSE = frozenset({"false", "f", "no", "n", "0"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_DURATION_S = 366 * 86_400
 
 
 @dataclass(frozen=True)
@@ -323,6 +324,8 @@ class CsvRecordParser:
             result = self._number(value) * self._scale
         if result < 0:
             raise _FieldError("a duration cannot be negative")
+        if result > MAX_DURATION_S:
+            raise _FieldError("longer than a year: not a contact's duration")
         return result
 
     def _timestamp(self, value: str) -> datetime:

@@ -73,7 +73,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
-from math import isfinite
 from typing import Any, Literal
 
 from service.contacts.parsers._common import MAX_EPOCH, MIN_EPOCH, ImportStats
@@ -91,6 +90,7 @@ from service.contacts.records import (
 
 SOURCE = "asterisk"
 STATE_VERSION = 1
+MAX_DURATION_S = 7 * 86_400  # no queue wait or call lasts a week: a larger value is corrupt
 
 # event -> (outcome, index of waittime in the data fields)
 _EXITS: dict[str, tuple[Outcome, int]] = {
@@ -563,11 +563,12 @@ class QueueLogParser:
             value = float(text)
         except ValueError:
             value = float("nan")
-        if not (isfinite(value) and value >= 0):
+        if not 0 <= value <= MAX_DURATION_S:  # also false for NaN
             self._out.append(
                 self._ref_issue(
                     ref,
-                    f"{what} {text!r} is not a number of seconds; using the timestamps instead",
+                    f"{what} {text!r} is not a number of seconds up to a week; "
+                    "using the timestamps instead",
                     field=f"data{index + 1} ({what})",
                 )
             )

@@ -300,3 +300,38 @@ def test_any_cell_text_comes_back_as_written(callers: list[str]) -> None:
     found, issues, _ = parse(buffer.getvalue().encode("utf-8"))
     assert issues == []
     assert [r.customer_key for r in found] == [c.strip() or None for c in callers]
+
+
+FUZZ = st.text(alphabet='0123456789:-+.TZ eE,"\n=abnsweredlo', max_size=25)
+VALID = [
+    "c1",
+    "Q",
+    "2024-03-01T10:00:00Z",
+    "2024-03-01T10:00:05Z",
+    "",
+    "",
+    "answered",
+    "x",
+    "a",
+    "60",
+    "4",
+]
+ROW = st.tuples(*(st.one_of(st.just(v), FUZZ) for v in VALID)).map(list)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(ROW, min_size=1, max_size=4))
+def test_any_cells_are_accounted_for_and_never_raise(rows: list[list[str]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(HEADER.split(","))
+    for cells in rows:
+        writer.writerow([*cells, "note"])
+    found, issues, parser = parse(buffer.getvalue().encode(), mapping(time_zone="Europe/Berlin"))
+    assert parser.stats.balanced()
+    assert parser.stats.items == len(rows)
+    assert len(found) + parser.stats.malformed == len(rows)
+    assert all(i.record is not None and i.line is not None for i in issues)
+    for r in found:
+        assert r.queued_at.tzinfo is UTC
+        assert r.wait_s is None or r.wait_s >= 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from service.contacts.parsers.queue_log import QueueLogParser
@@ -288,6 +288,10 @@ LINE = st.lists(
 
 
 @settings(max_examples=300, deadline=None)
+# Durations so large that the rebuilt start would fall outside any calendar (found by this test).
+@example([(0, "1.1", ["ABANDON", "|", "1E19"])])
+@example([(0, "1.1", ["ABANDON", "|", "1E11"])])
+@example([(0, "1.1", ["COMPLETEAGENT", "1", "9E9"])])
 @given(
     st.lists(
         st.tuples(st.integers(-5, 400), st.sampled_from(["1.1", "1.2", "NONE", ""]), LINE),
