@@ -337,32 +337,50 @@ def _short_top(terms: ContractTerms) -> int:
     return s if s > 0 else -1
 
 
+def _symbols(
+    sums: KpiSums,
+    t: int,
+    abandons: tuple[Outcome, ...],
+    exits: tuple[Outcome, ...],
+    short_top: int,
+) -> tuple[int, int, int, int, int, int]:
+    """(A, A_T, Ab, Ab_T, Ab_s, X), short abandons removed from Ab and Ab_T."""
+    waits = sums.waits
+    if not waits:
+        return 0, 0, 0, 0, 0, 0
+    h = waits.get(Outcome.ANSWERED)
+    a, a_t = (h.total, h.count_in(-1, t)) if h is not None else (0, 0)
+    ab = ab_t = ab_s = 0
+    for outcome in abandons:
+        h = waits.get(outcome)
+        if h is None:
+            continue
+        short = h.count_in(-1, short_top) if short_top >= 0 else 0
+        ab += h.total - short
+        ab_s += short
+        ab_t += h.count_in(short_top, t)
+    x = sum(waits[o].total for o in exits if o in waits)
+    return a, a_t, ab, ab_t, ab_s, x
+
+
 def queue_counts(
     sums: KpiSums, terms: ContractTerms = DEFAULT_TERMS, threshold_s: int | None = None
 ) -> QueueCounts:
     t = terms.service_level.threshold_s if threshold_s is None else threshold_s
     _check_int(t, "threshold_s")
-    short_top = _short_top(terms)
-    answered = sums.hist(Outcome.ANSWERED)
-    ab_all = ab_short = ab_within = 0
-    for outcome in terms.abandon_outcomes:
-        h = sums.hist(outcome)
-        ab_all += h.total
-        if short_top >= 0:
-            ab_short += h.count_in(-1, short_top)
-        ab_within += h.count_in(short_top, t)
-    exits = sum(sums.hist(o).total for o in terms.exit_outcomes)
-    abandoned = ab_all - ab_short
+    a, a_t, ab, ab_t, ab_s, x = _symbols(
+        sums, t, terms.abandon_outcomes, terms.exit_outcomes, _short_top(terms)
+    )
     return QueueCounts(
         threshold_s=t,
         short_abandon_s=terms.short_abandon_s,
-        offered=answered.total + abandoned + exits,
-        answered=answered.total,
-        answered_within=answered.count_in(-1, t),
-        abandoned=abandoned,
-        abandoned_within=ab_within,
-        short_abandons=ab_short,
-        other_exits=exits,
+        offered=a + ab + x,
+        answered=a,
+        answered_within=a_t,
+        abandoned=ab,
+        abandoned_within=ab_t,
+        short_abandons=ab_s,
+        other_exits=x,
     )
 
 
@@ -485,9 +503,20 @@ def service_level(
         return _ratio("service_level", num, den, text, machine)
     if isinstance(data, KpiSums):
         raise FormulaError("mean_of_intervals needs the per-interval sums, not their total")
+    # Thousands of intervals: count each without building a QueueCounts.
+    t, short_top = f.threshold_s, _short_top(terms)
+    abandons, exits = terms.abandon_outcomes, terms.exit_outcomes
+    handled = f.numerator == "handled_within"
     ratios: list[float] = []
     for interval in data:
-        num, den = queue_counts(interval, terms).service_level_terms(f)
+        a, a_t, ab, ab_t, _, x = _symbols(interval, t, abandons, exits, short_top)
+        num = a_t + ab_t if handled else a_t
+        den = (
+            (a if f.answered else 0)
+            + (ab - ab_t if f.abandoned_after_t else 0)
+            + (ab_t if f.abandoned_within_t else 0)
+            + (x if f.other_exits else 0)
+        )
         if den:
             ratios.append(num / den)
     skipped = len(data) - len(ratios)

@@ -34,16 +34,25 @@ Invariants this module holds (and the rollup table must keep):
   inexact max says it is an upper bound.
 * Handling figures (talk, hold, ACW, transfers, FCR flags) exist only for
   answered contacts; a contact still `in_queue` counts only as in queue.
+
+Cost: reading (`from_row`, fully checked) and merging are linear in the
+non-empty buckets, ~20-45 µs of CPU per quarter-hour row; computing every
+KPI from a merged KpiSums is ~0.2 ms. So a month from 31 daily rows costs
+~1-3 ms, from 2 976 quarter-hour rows ~70-170 ms: read the coarsest grain
+that answers the query (intervals only for interval figures and the
+service level's mean of interval ratios).
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from enum import StrEnum
+from operator import attrgetter
 from typing import Final
 
 GRID_VERSION: Final = 1
@@ -88,7 +97,7 @@ UNSERVED_EXITS: Final[tuple[Outcome, ...]] = (
     Outcome.EXIT_KEY,
     Outcome.EXIT_EMPTY,
 )
-_CODE: Final = {o: i for i, o in enumerate(FINAL_OUTCOMES)}
+_N_COLUMNS: Final = tuple(f"n_{o.value}" for o in FINAL_OUTCOMES)
 
 Duration = int | float | Decimal | timedelta
 
@@ -156,13 +165,25 @@ def previous_edge(edge: int) -> int:
     return edge - 3600
 
 
+# Every bucket edge, and each bucket's least and greatest possible wait in ms,
+# for the set-wise checks of `from_row`.
+_EDGES: Final[frozenset[int]] = frozenset(
+    (
+        *range(LAST_SECOND_EDGE + 1),
+        *range(LAST_SECOND_EDGE + 60, LAST_MINUTE_EDGE + 1, 60),
+        *range(LAST_MINUTE_EDGE + 3600, LAST_HOUR_EDGE + 1, 3600),
+        OVERFLOW_EDGE,
+    )
+)
+_LOW_MS: Final[dict[int, int]] = {e: previous_edge(e) * 1000 + 1 if e else 0 for e in _EDGES}
+_HIGH_MS: Final[dict[int, int]] = {e: e * 1000 for e in _EDGES} | {OVERFLOW_EDGE: 1 << 80}
+
+
 def _bucket_sum_fits(edge: int, count: int, sum_ms: int) -> bool:
     """Whether `count` waits in bucket `edge` can sum to `sum_ms`."""
     if count < 0:
         return False
-    low = previous_edge(edge) * 1000 + 1 if edge else 0
-    high = sum_ms if edge == OVERFLOW_EDGE else count * edge * 1000
-    return count * low <= sum_ms <= high
+    return count * _LOW_MS[edge] <= sum_ms <= count * _HIGH_MS[edge]
 
 
 def is_on_grid(seconds: int) -> bool:
@@ -236,6 +257,19 @@ class ContactFacts:
     resolved_first_contact: bool | None = None
     csat: int | None = None
     nps: int | None = None
+
+
+_SCALARS: Final = (
+    "in_queue",
+    "talk_ms",
+    "hold_ms",
+    "acw_ms",
+    "held",
+    "hold_count",
+    "transferred",
+    "fcr_resolved",
+    "fcr_known",
+)
 
 
 class _Slot:
@@ -354,9 +388,12 @@ class _Accumulator:
         if nps is not None:
             self.nps[nps] += 1
 
-    def add(self, other: KpiSums) -> None:
+    def add_waits(self, other: KpiSums) -> None:
+        slots = self.slots
         for outcome, h in other.waits.items():
-            slot = self._slot(outcome)
+            slot = slots.get(outcome)
+            if slot is None:
+                slot = slots[outcome] = _Slot()
             counts, sums = slot.counts, slot.sums
             if not counts:
                 counts.update(h.counts)
@@ -365,26 +402,27 @@ class _Accumulator:
                 get = counts.get
                 for e, c in h.counts.items():
                     counts[e] = get(e, 0) + c
-                sget = sums.get
-                for e, s in h.sums_ms.items():
-                    sums[e] = sget(e, 0) + s
+                get = sums.get
+                for e, ms in h.sums_ms.items():
+                    sums[e] = get(e, 0) + ms
             slot.total += h.total
             slot.total_ms += h.total_ms
             if h.max_ms is not None:
                 slot.raise_max(h.max_ms, h.max_exact)
-        self.in_queue += other.in_queue
-        self.talk_ms += other.talk_ms
-        self.hold_ms += other.hold_ms
-        self.acw_ms += other.acw_ms
-        self.held += other.held
-        self.hold_count += other.hold_count
-        self.transferred += other.transferred
-        self.fcr_resolved += other.fcr_resolved
-        self.fcr_known += other.fcr_known
-        for i, c in enumerate(other.csat_counts):
-            self.csat[i] += c
-        for i, c in enumerate(other.nps_counts):
-            self.nps[i] += c
+
+    def add_all(self, items: Sequence[KpiSums]) -> None:
+        for item in items:
+            self.add_waits(item)
+        # The scalars column by column: C loops, not one Python step per item.
+        for name in _SCALARS:
+            setattr(self, name, getattr(self, name) + sum(map(attrgetter(name), items)))
+        if items:
+            self.csat = [
+                sum(col) for col in zip(self.csat, *(x.csat_counts for x in items), strict=True)
+            ]
+            self.nps = [
+                sum(col) for col in zip(self.nps, *(x.nps_counts for x in items), strict=True)
+            ]
 
     def subtract(self, other: KpiSums) -> None:
         for outcome, g in other.waits.items():
@@ -420,17 +458,7 @@ class _Accumulator:
                 if top != OVERFLOW_EDGE:
                     high = min(high, top * 1000)
                 slot.max_ms, slot.max_exact = high, high == -(-s // c)
-        scalars = {
-            "in_queue": self.in_queue - other.in_queue,
-            "talk_ms": self.talk_ms - other.talk_ms,
-            "hold_ms": self.hold_ms - other.hold_ms,
-            "acw_ms": self.acw_ms - other.acw_ms,
-            "held": self.held - other.held,
-            "hold_count": self.hold_count - other.hold_count,
-            "transferred": self.transferred - other.transferred,
-            "fcr_resolved": self.fcr_resolved - other.fcr_resolved,
-            "fcr_known": self.fcr_known - other.fcr_known,
-        }
+        scalars = {k: getattr(self, k) - getattr(other, k) for k in _SCALARS}
         negative = [k for k, v in scalars.items() if v < 0]
         csat = [a - b for a, b in zip(self.csat, other.csat_counts, strict=True)]
         nps = [a - b for a, b in zip(self.nps, other.nps_counts, strict=True)]
@@ -510,8 +538,7 @@ class KpiSums:
     def merge(cls, items: Iterable[KpiSums]) -> KpiSums:
         """Σ items in one pass (linear; `sum()` with `+` would copy each step)."""
         acc = _Accumulator()
-        for item in items:
-            acc.add(item)
+        acc.add_all(items if isinstance(items, Sequence) else list(items))
         return acc.build()
 
     def __add__(self, other: KpiSums) -> KpiSums:
@@ -524,7 +551,7 @@ class KpiSums:
         if not isinstance(other, KpiSums):
             return NotImplemented
         acc = _Accumulator()
-        acc.add(self)
+        acc.add_all((self,))
         acc.subtract(other)
         return acc.build()
 
@@ -597,91 +624,115 @@ class KpiSums:
 
     @classmethod
     def from_row(cls, row: Mapping[str, object]) -> KpiSums:
-        """Read a stored row back, checking every invariant (`InvalidRollup`)."""
+        """Read a stored row back, checking every invariant (`InvalidRollup`).
 
+        The checks are set-wise (C loops), so reading thousands of rows stays
+        cheap: arrays of integers, sorted unique (outcome, edge) pairs, edges
+        on the grid, positive counts, each bucket's sum possible for its
+        count and range, `n_*` equal to the histogram totals, each maximum
+        inside its outcome's top bucket.
+        """
+        try:
+            return cls._from_row(row)
+        except KeyError as exc:
+            raise InvalidRollup(f"rollup row lacks {exc.args[0]!r}") from exc
+
+    @classmethod
+    def _from_row(cls, row: Mapping[str, object]) -> KpiSums:
         def scalar(name: str) -> int:
             v = row[name]
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            if type(v) is not int or v < 0:
                 raise InvalidRollup(f"{name} = {v!r} is not a count")
             return v
 
         def ints(name: str, length: int | None = None) -> list[int]:
             v = row[name]
-            if not isinstance(v, Sequence) or isinstance(v, str | bytes):
+            if type(v) is list:
+                out: list[int] = v
+            elif isinstance(v, Sequence) and not isinstance(v, str | bytes):
+                out = list(v)
+            else:
                 raise InvalidRollup(f"{name} is not an array")
-            out = list(v)
-            if any(isinstance(x, bool) or not isinstance(x, int) for x in out):
+            if out and not {*map(type, out)} <= {int}:
                 raise InvalidRollup(f"{name} holds a non-integer")
             if length is not None and len(out) != length:
                 raise InvalidRollup(f"{name} has {len(out)} entries, not {length}")
             return out
 
-        try:
-            if row["grid_version"] != GRID_VERSION:
-                raise InvalidRollup(
-                    f"grid_version {row['grid_version']!r}: this code reads {GRID_VERSION}; rebuild"
-                )
-            codes = ints("wait_outcome")
-            edges = ints("wait_edge_s")
-            counts = ints("wait_count")
-            sums = ints("wait_sum_ms")
-            n = len(codes)
-            maxes = ints("wait_max_ms", len(FINAL_OUTCOMES))
-            exact_raw = row["wait_max_exact"]
-            if not isinstance(exact_raw, Sequence) or len(exact_raw) != len(FINAL_OUTCOMES):
-                raise InvalidRollup("wait_max_exact is not one flag per outcome")
-            exact = [bool(x) for x in exact_raw]
-            if not (len(edges) == len(counts) == len(sums) == n):
-                raise InvalidRollup("histogram arrays differ in length")
-            hist: dict[Outcome, tuple[dict[int, int], dict[int, int]]] = {}
-            last: tuple[int, int] | None = None
-            for code, e, c, s in zip(codes, edges, counts, sums, strict=True):
-                if not 0 <= code < len(FINAL_OUTCOMES):
-                    raise InvalidRollup(f"unknown outcome code {code}")
-                if e != OVERFLOW_EDGE and not is_on_grid(e):
-                    raise InvalidRollup(f"edge {e} is not on the grid")
-                if last is not None and (code, e) <= last:
-                    raise InvalidRollup("histogram entries are not sorted and unique")
-                last = (code, e)
-                if c <= 0 or not _bucket_sum_fits(e, c, s):
-                    raise InvalidRollup(f"bucket {e} s: {c} waits cannot sum to {s} ms")
-                dc, ds = hist.setdefault(FINAL_OUTCOMES[code], ({}, {}))
-                dc[e], ds[e] = c, s
-            waits: dict[Outcome, WaitHistogram] = {}
-            for code, outcome in enumerate(FINAL_OUTCOMES):
-                dc, ds = hist.get(outcome, ({}, {}))
-                total = sum(dc.values())
-                if total != scalar(f"n_{outcome.value}"):
-                    raise InvalidRollup(f"n_{outcome.value} disagrees with its histogram")
-                if not total:
-                    if maxes[code] != -1:
-                        raise InvalidRollup(f"{outcome} has a max wait but no contact")
-                    continue
-                top = max(dc)
-                m = maxes[code]
-                if m < 0 or (top != OVERFLOW_EDGE and m > top * 1000):
-                    raise InvalidRollup(f"{outcome} max wait {m} ms outside its top bucket")
-                waits[outcome] = WaitHistogram(dc, ds, total, sum(ds.values()), m, exact[code])
-            csat = ints("csat_counts", 5)
-            nps = ints("nps_counts", 11)
-            if min(csat) < 0 or min(nps) < 0:
-                raise InvalidRollup("negative survey count")
-            return cls(
-                waits=waits,
-                in_queue=scalar("n_in_queue"),
-                talk_ms=scalar("talk_ms"),
-                hold_ms=scalar("hold_ms"),
-                acw_ms=scalar("acw_ms"),
-                held=scalar("held"),
-                hold_count=scalar("hold_count"),
-                transferred=scalar("transferred"),
-                fcr_resolved=scalar("fcr_resolved"),
-                fcr_known=scalar("fcr_known"),
-                csat_counts=tuple(csat),
-                nps_counts=tuple(nps),
+        if row["grid_version"] != GRID_VERSION:
+            raise InvalidRollup(
+                f"grid_version {row['grid_version']!r}: this code reads {GRID_VERSION}; rebuild"
             )
-        except KeyError as exc:
-            raise InvalidRollup(f"rollup row lacks {exc.args[0]!r}") from exc
+        codes, edges = ints("wait_outcome"), ints("wait_edge_s")
+        counts, sums = ints("wait_count"), ints("wait_sum_ms")
+        maxes = ints("wait_max_ms", len(FINAL_OUTCOMES))
+        exact = row["wait_max_exact"]
+        if not isinstance(exact, list | tuple) or len(exact) != len(FINAL_OUTCOMES):
+            raise InvalidRollup("wait_max_exact is not one flag per outcome")
+        n = len(codes)
+        if not (len(edges) == len(counts) == len(sums) == n):
+            raise InvalidRollup("histogram arrays differ in length")
+        totals = [0] * len(FINAL_OUTCOMES)
+        waits: dict[Outcome, WaitHistogram] = {}
+        if n:
+            keys = list(zip(codes, edges, strict=True))
+            if keys != sorted(set(keys)):
+                raise InvalidRollup("histogram entries are not sorted and unique")
+            if not (codes[0] >= 0 and codes[-1] < len(FINAL_OUTCOMES)):
+                raise InvalidRollup("unknown outcome code")
+            if not _EDGES.issuperset(edges):
+                raise InvalidRollup(f"edges off the grid: {sorted(set(edges) - _EDGES)[:5]}")
+            if min(counts) <= 0:
+                raise InvalidRollup("a histogram bucket with no contact")
+            low, high = _LOW_MS, _HIGH_MS
+            bad = [
+                e
+                for e, c, ms in zip(edges, counts, sums, strict=True)
+                if not c * low[e] <= ms <= c * high[e]
+            ]
+            if bad:
+                raise InvalidRollup(f"bucket {bad[0]} s: its waits cannot sum to the stored ms")
+            lo = 0
+            while lo < n:  # one run of entries per outcome present
+                code = codes[lo]
+                hi = bisect_right(codes, code, lo)
+                top, m = edges[hi - 1], maxes[code]
+                if not low[top] <= m <= high[top]:
+                    raise InvalidRollup(
+                        f"{FINAL_OUTCOMES[code]} max wait {m} ms off its top bucket"
+                    )
+                run_counts = counts[lo:hi]
+                totals[code] = total = sum(run_counts)
+                waits[FINAL_OUTCOMES[code]] = WaitHistogram(
+                    dict(zip(edges[lo:hi], run_counts, strict=True)),
+                    dict(zip(edges[lo:hi], sums[lo:hi], strict=True)),
+                    total,
+                    sum(sums[lo:hi]),
+                    m,
+                    bool(exact[code]),
+                )
+                lo = hi
+        if [scalar(c) for c in _N_COLUMNS] != totals:
+            raise InvalidRollup("the n_* counts disagree with the histograms")
+        if any(m != -1 for m, t in zip(maxes, totals, strict=True) if not t):
+            raise InvalidRollup("a max wait for an outcome without contacts")
+        csat, nps = ints("csat_counts", 5), ints("nps_counts", 11)
+        if min(csat) < 0 or min(nps) < 0:
+            raise InvalidRollup("negative survey count")
+        return cls(
+            waits=waits,
+            in_queue=scalar("n_in_queue"),
+            talk_ms=scalar("talk_ms"),
+            hold_ms=scalar("hold_ms"),
+            acw_ms=scalar("acw_ms"),
+            held=scalar("held"),
+            hold_count=scalar("hold_count"),
+            transferred=scalar("transferred"),
+            fcr_resolved=scalar("fcr_resolved"),
+            fcr_known=scalar("fcr_known"),
+            csat_counts=tuple(csat),
+            nps_counts=tuple(nps),
+        )
 
 
 _EMPTY: Final = KpiSums()
