@@ -232,9 +232,6 @@ class WaitHistogram:
             return self.total_ms
         return sum(s for e, s in self.sums_ms.items() if above < e <= up_to)
 
-    def top_edge(self) -> int | None:
-        return max(self.counts) if self.counts else None
-
 
 _EMPTY_HIST: Final = WaitHistogram()
 
