@@ -100,7 +100,7 @@ class Route:
     params: Mapping[str, str] | None = None
     body: Builder | None = None
     queries: tuple[Builder | None, ...] = (None,)
-    files: Callable[[], Any] | None = None
+    files: Builder | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     ok: frozenset[int] = frozenset({200})
     victim_ok: frozenset[int] = frozenset({404, 422})
@@ -165,7 +165,7 @@ def tenant(
     *,
     body: Builder | None = None,
     queries: tuple[Builder | None, ...] = (None,),
-    files: Callable[[], Any] | None = None,
+    files: Builder | None = None,
     ok: tuple[int, ...] = (200,),
     victim_ok: tuple[int, ...] = (404, 422),
 ) -> Route:
@@ -221,7 +221,7 @@ def swap_tenant(token: str, r: Refs) -> str:
     return f"{prefix}_{r.victim_tenant_hex()}_{secret}"
 
 
-def _logo() -> Any:
+def _logo(r: Refs) -> Any:
     return {"logo": ("logo.svg", LOGO_SVG, "image/svg+xml")}
 
 
@@ -552,6 +552,142 @@ ROUTES: list[Route] = [
         "agent_certifications",
         "ops:write",
         params={"agent_id": "agent_id", "project_id": "project_id"},
+    ),
+    # shifts and schedules
+    tenant(
+        "GET",
+        f"{API}/shifts",
+        "ops:read",
+        queries=(
+            None,
+            lambda r: {"agent_id": r.victim("agents")},
+            lambda r: {"project_id": r.victim("projects")},
+        ),
+    ),
+    tenant(
+        "POST",
+        f"{API}/shifts",
+        "ops:write",
+        body=lambda r: {
+            "agent_id": r.own("agents"),
+            "project_id": r.victim("projects"),
+            "start": "2026-04-01T09:00:00Z",
+            "end": "2026-04-01T10:00:00Z",
+            "activity": "training",
+        },
+    ),
+    tenant(
+        "POST",
+        f"{API}/shifts:batch",
+        "ops:write",
+        body=lambda r: {
+            "rows": [
+                {
+                    "agent": r.own("agents"),
+                    "project": r.victim("projects"),
+                    "start": "2026-04-02T09:00:00Z",
+                    "end": "2026-04-02T10:00:00Z",
+                    "activity": "training",
+                }
+            ]
+        },
+    ),
+    tenant(
+        "POST",
+        f"{API}/shifts/uploads",
+        "ops:write",
+        files=lambda r: {
+            "file": (
+                "schedule.csv",
+                "agent,project,start,end,activity\n"
+                f"{r.own('agents')},{r.victim('projects')},"
+                "2026-04-03T09:00:00Z,2026-04-03T10:00:00Z,training\n",
+                "text/csv",
+            )
+        },
+    ),
+    obj("GET", f"{API}/shifts/{{shift_id}}", "shifts", "ops:read"),
+    obj(
+        "PATCH",
+        f"{API}/shifts/{{shift_id}}",
+        "shifts",
+        "ops:write",
+        body=lambda r: {"project_id": r.victim("projects"), "activity": "training"},
+        headers=ANY_VERSION,
+        own_target=True,
+    ),
+    obj("DELETE", f"{API}/shifts/{{shift_id}}", "shifts", "ops:write", headers=ANY_VERSION),
+    obj(
+        "GET",
+        f"{API}/projects/{{project_id}}/schedule",
+        "projects",
+        "ops:read",
+        queries=(lambda r: {"from": "2026-03-01", "to": "2026-03-04"},),
+    ),
+    obj(
+        "GET",
+        f"{API}/projects/{{project_id}}/schedule.csv",
+        "projects",
+        "ops:read",
+        queries=(lambda r: {"from": "2026-03-01", "to": "2026-03-04"},),
+    ),
+    obj(
+        "GET",
+        f"{API}/agents/{{agent_id}}/schedule",
+        "agents",
+        "ops:read",
+        queries=(lambda r: {"from": "2026-03-01", "to": "2026-03-04"},),
+    ),
+    obj(
+        "GET",
+        f"{API}/agents/{{agent_id}}/schedule.csv",
+        "agents",
+        "ops:read",
+        queries=(lambda r: {"from": "2026-03-01", "to": "2026-03-04"},),
+    ),
+    # contacts and KPIs
+    tenant(
+        "POST",
+        f"{API}/contacts:batch",
+        "contacts:write",
+        body=lambda r: {
+            "records": [
+                {
+                    "external_id": r.unique(),
+                    "project_id": r.victim("projects"),
+                    "queued_at": "2026-03-02T11:00:00Z",
+                    "outcome": "abandoned",
+                    "ended_at": "2026-03-02T11:01:00Z",
+                }
+            ]
+        },
+        victim_ok=(200, 404, 422),
+    ),
+    obj(
+        "GET",
+        f"{API}/projects/{{project_id}}/kpis",
+        "projects",
+        "ops:read",
+        queries=(lambda r: {"from": "2026-03-01", "to": "2026-03-04"},),
+    ),
+    obj(
+        "GET",
+        f"{API}/clients/{{client_id}}/kpis",
+        "clients",
+        "ops:read",
+        queries=(
+            lambda r: {"from": "2026-03-01", "to": "2026-03-04"},
+            lambda r: {"from": "2026-03-01", "to": "2026-03-04", "group_by": "agent"},
+        ),
+    ),
+    tenant(
+        "GET",
+        f"{API}/tenant/kpis",
+        "ops:read",
+        queries=(
+            lambda r: {"from": "2026-03-01", "to": "2026-03-04"},
+            lambda r: {"from": "2026-03-01", "to": "2026-03-04", "group_by": "agent"},
+        ),
     ),
 ]
 

@@ -87,6 +87,7 @@ class World:
     objects: dict[str, list[Obj]] = field(default_factory=dict)
     supervisor_projects: set[uuid.UUID] = field(default_factory=set)
     projects_of_client: dict[str, uuid.UUID] = field(default_factory=dict)
+    seed_errors: list[str] = field(default_factory=list)
 
     def client_marker(self, label: str) -> str:
         return f"{self.marker}{label}"
@@ -286,6 +287,51 @@ async def seed_agents(env: SeedEnv, w: World) -> None:
 
 
 @seeder
+async def seed_shifts(env: SeedEnv, w: World) -> None:
+    """The agent on each project, on different days (2026-03-02 and -03)."""
+    agent = w.objects["agents"][0]
+    for day, label in enumerate(CLIENT_LABELS, start=2):
+        project = w.projects_of_client[label]
+        body = await env.call(
+            w,
+            "POST",
+            "/shifts",
+            {
+                "agent_id": str(agent.id),
+                "project_id": str(project),
+                "start": f"2026-03-0{day}T09:00:00Z",
+                "end": f"2026-03-0{day}T17:00:00Z",
+                "note": f"{w.client_marker(label)} shift",
+            },
+        )
+        w.add("shifts", body["id"], client=label, project=project, agent_id=agent.id)
+
+
+@seeder
+async def seed_contacts(env: SeedEnv, w: World) -> None:
+    """A contact per project, on the shifts' days, so KPI answers carry data."""
+    for day, label in enumerate(CLIENT_LABELS, start=2):
+        receipt = await env.call(
+            w,
+            "POST",
+            "/contacts:batch",
+            {
+                "records": [
+                    {
+                        "external_id": f"{w.client_marker(label)}-contact",
+                        "project_id": str(w.projects_of_client[label]),
+                        "queued_at": f"2026-03-0{day}T10:00:00Z",
+                        "answered_at": f"2026-03-0{day}T10:00:10Z",
+                        "ended_at": f"2026-03-0{day}T10:05:00Z",
+                        "outcome": "answered",
+                    }
+                ]
+            },
+        )
+        assert receipt["accepted"] == 1, receipt
+
+
+@seeder
 async def seed_invitations(env: SeedEnv, w: World) -> None:
     invites = [("analyst", None), ("client_viewer", "c1"), ("client_viewer", "c2")]
     for role, label in invites:
@@ -388,7 +434,10 @@ async def seed_audit_log(env: SeedEnv, w: World) -> None:
 async def build_world(env: SeedEnv, name: str) -> World:
     world = World(name=name, marker=f"m{secrets.token_hex(5)}")
     for fn in SEEDERS:
-        await fn(env, world)
+        try:
+            await fn(env, world)
+        except Exception as exc:  # one broken domain must not hide the others' results
+            world.seed_errors.append(f"tenant {name}: {fn.__name__}: {exc!r}"[:600])
     return world
 
 

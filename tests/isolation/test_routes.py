@@ -119,6 +119,11 @@ def test_registry_entries_are_well_formed() -> None:
     assert not problems, "\n".join(problems)
 
 
+def test_every_seed_function_ran(iso: Iso) -> None:
+    errors = iso.a.seed_errors + iso.b.seed_errors + iso.d.seed_errors
+    assert not errors, "seed functions failed (tests/isolation/seed.py):\n" + "\n".join(errors)
+
+
 def test_every_target_kind_is_seeded(iso: Iso) -> None:
     """Each kind a route names exists in both tenants (or the attack cannot be made)."""
     kinds = {r.target for r in ROUTES if r.target}
@@ -142,6 +147,7 @@ class Attempt:
     expect: frozenset[int]
     used: dict[str, str] = field(default_factory=dict)
     code: str | None = None
+    files: dict[str, tuple[str, str | bytes, str]] | None = None
 
     def describe(self) -> str:
         query = f"?{self.query}" if self.query else ""
@@ -169,7 +175,10 @@ def _attempt(route: Route, actor: Actor, query_fn: Any, mode: str) -> Attempt | 
         path = _fill(route.path, route.path_params(refs) if route.path_params else {})
         query = query_fn(refs) if query_fn else None
         body = route.body(refs) if route.body else None
-        return Attempt(route, actor, "probe", path, query, body, route.expect, refs.used)
+        files = route.files(refs) if route.files else None
+        return Attempt(
+            route, actor, "probe", path, query, body, route.expect, refs.used, files=files
+        )
 
     if actor.group == "credential" or route.kind == "platform":
         if mode != "victim target":
@@ -182,15 +191,16 @@ def _attempt(route: Route, actor: Actor, query_fn: Any, mode: str) -> Attempt | 
         try:
             query = query_fn(refs) if query_fn else None
             body = route.body(refs) if route.body else None
+            files = route.files(refs) if route.files else None
         except NotApplicable:
-            query, body = None, None
+            query, body, files = None, None, None
         if actor.name == "anonymous":
             code = "missing_credentials"
         elif route.kind == "platform":
             code = "invalid_token"
         else:
             code = actor.code
-        return Attempt(route, actor, label, path, query, body, frozenset({401}), {}, code)
+        return Attempt(route, actor, label, path, query, body, frozenset({401}), {}, code, files)
 
     target_hidden = False
     path = route.path
@@ -213,10 +223,11 @@ def _attempt(route: Route, actor: Actor, query_fn: Any, mode: str) -> Attempt | 
     try:
         query = query_fn(refs) if query_fn else None
         body = route.body(refs) if route.body else None
+        files = route.files(refs) if route.files else None
     except NotApplicable:
         if not lacks:
             return None
-        query, body = None, None
+        query, body, files = None, None, None
     names_victim = bool(refs.used)
     write = route.method != "GET"
     if lacks:
@@ -233,7 +244,7 @@ def _attempt(route: Route, actor: Actor, query_fn: Any, mode: str) -> Attempt | 
         expect = route.ok | {403, 404}  # a read of a visible object: scanned for leaks
     else:
         expect = route.ok
-    return Attempt(route, actor, label, path, query, body, expect, refs.used)
+    return Attempt(route, actor, label, path, query, body, expect, refs.used, files=files)
 
 
 def plan(actor: Actor, routes: list[Route]) -> list[Attempt]:
@@ -250,16 +261,43 @@ def plan(actor: Actor, routes: list[Route]) -> list[Attempt]:
     return attempts
 
 
-async def _send(http: AsyncClient, attempt: Attempt, path: str, query: Any, body: Any) -> Response:
-    route = attempt.route
-    headers = {**attempt.actor.headers, **route.headers}
-    if route.files is not None:
-        return await http.request(
-            route.method, path, params=query, files=route.files(), headers=headers
-        )
+async def _send(
+    http: AsyncClient,
+    attempt: Attempt,
+    path: str,
+    query: Any,
+    body: Any,
+    files: dict[str, tuple[str, str | bytes, str]] | None,
+) -> Response:
+    headers = {**attempt.actor.headers, **attempt.route.headers}
+    method = attempt.route.method
+    if files is not None:
+        return await http.request(method, path, params=query, files=files, headers=headers)
     if body is None:
-        return await http.request(route.method, path, params=query, headers=headers)
-    return await http.request(route.method, path, params=query, json=body, headers=headers)
+        return await http.request(method, path, params=query, headers=headers)
+    return await http.request(method, path, params=query, json=body, headers=headers)
+
+
+def _replace_files(
+    files: dict[str, tuple[str, str | bytes, str]] | None, mapping: dict[str, str]
+) -> dict[str, tuple[str, str | bytes, str]] | None:
+    if files is None:
+        return None
+    out = {}
+    for name, (filename, content, kind) in files.items():
+        text = content.decode() if isinstance(content, bytes) else content
+        for old, new in mapping.items():
+            text = text.replace(old, new)
+        out[name] = (filename, text, kind)
+    return out
+
+
+def _text(files: dict[str, tuple[str, str | bytes, str]] | None) -> str:
+    if not files:
+        return ""
+    return " ".join(
+        c.decode(errors="replace") if isinstance(c, bytes) else c for _, c, _ in files.values()
+    )
 
 
 def _random_like(value: str) -> str:
@@ -351,8 +389,10 @@ class Walk:
     async def run(self, attempt: Attempt) -> None:
         self.attempts += 1
         self.routes_attempted.add(attempt.route.key)
-        request_text = json.dumps([attempt.path, attempt.query, attempt.body])
-        response = await _send(self.http, attempt, attempt.path, attempt.query, attempt.body)
+        request_text = json.dumps([attempt.path, attempt.query, attempt.body, _text(attempt.files)])
+        response = await _send(
+            self.http, attempt, attempt.path, attempt.query, attempt.body, attempt.files
+        )
         if response.status_code not in attempt.expect:
             self._fail(attempt, f"expected {sorted(attempt.expect)}", response)
         elif attempt.code is not None and response.json().get("code") != attempt.code:
@@ -371,8 +411,9 @@ class Walk:
             path = path.replace(old, new)
         query = _replace(attempt.query, mapping)
         body = _replace(attempt.body, mapping)
-        control = await _send(self.http, attempt, path, query, body)
-        request_text = json.dumps([path, query, body])
+        files = _replace_files(attempt.files, mapping)
+        control = await _send(self.http, attempt, path, query, body, files)
+        request_text = json.dumps([path, query, body, _text(files)])
         self._check_response(attempt, control, request_text)
         await self._check_victim_unchanged(attempt)
         if control.status_code != response.status_code:
@@ -383,7 +424,8 @@ class Walk:
                 response,
             )
             return
-        comparable = response.status_code >= 400 or attempt.route.method == "GET"
+        # A create answers with new ids and times; every other answer must match.
+        comparable = response.status_code != 201
         if comparable and _mask(response.text, mapping) != _mask(control.text, mapping):
             self._fail(
                 attempt,
