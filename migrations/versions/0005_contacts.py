@@ -7,18 +7,26 @@
   partition column, so the natural key `(tenant_id, project_id,
   external_id)` lives in the non-partitioned `contact_keys`, written in the
   same statement batch; it also remembers the version and a content hash, so
-  a re-sent record is recognised without touching the partitions.
+  a re-sent record is recognised without touching the partitions. Neither
+  table has a foreign key to `projects`: a per-row FK check doubled the cost
+  of an import, and the only writer (service/contacts/ingest.py) takes every
+  project id from a join on `projects` under the tenant's row-level
+  security, so a row cannot name another tenant's project.
   Durations are whole milliseconds rounded up (see service/kpis/sums.py):
   every figure is exact and the same from raw rows and from rollups.
 * `contact_corrections`: what a newer version of a contact changed.
-* `kpi_*_sums` / `kpi_*_waits`: the rollups, per project x channel x
-  15-minute interval (UTC-aligned: every zone in use is a whole number of
-  quarter hours from UTC) and per project x channel x local day. Additive
-  columns only, so ingestion maintains them with set-wise
-  `INSERT … ON CONFLICT DO UPDATE SET x = x + excluded.x` in the same
-  transaction (a correction adds the new version and subtracts the old).
-  Wait histograms are long-format rows (outcome, grid edge) with exact
+* `kpi_daily_sums` / `kpi_daily_waits`: the rollups, per project x channel
+  x local day. Additive columns only, so ingestion maintains them with
+  set-wise `INSERT … ON CONFLICT DO UPDATE SET x = x + excluded.x` in the
+  same transaction (a correction adds the new version and subtracts the
+  old). Wait histograms are long-format rows (outcome, grid edge) with exact
   counts and millisecond sums: any contract threshold on the grid is exact.
+  There is no 15-minute rollup on purpose: measured, a project has well
+  under one contact per quarter hour on average, so a 15-minute rollup
+  holds about a row per contact and costs more to maintain than it saves;
+  interval figures are aggregated from the raw rows (indexed by project
+  and time), whose `bucket_start` column names the UTC-aligned quarter hour
+  (every zone in use is a whole number of quarter hours from UTC).
 * `agent_state_events`: state changes as the sources report them; spans are
   derived (each state lasts until the agent's next event).
 * `ingest_sources`: per tenant and source, the continuation state of a
@@ -72,15 +80,6 @@ SUM_COLUMNS = """
   nps_9 int not null default 0, nps_10 int not null default 0
 """
 
-WAIT_COLUMNS = """
-  outcome smallint not null,
-  edge_s int not null,
-  n int not null default 0,
-  sum_ms bigint not null default 0,
-  max_ms bigint,
-  max_exact boolean not null default true
-"""
-
 
 def _month_partitions() -> list[tuple[str, str, str]]:
     out = []
@@ -111,6 +110,19 @@ def upgrade() -> None:
             when ms <= 2678400000 then (((ms + 3599999) / 3600000) * 3600)::int
             else 2147483647
           end
+        $$
+        """
+    )
+    # UUIDv7 (RFC 9562) for rows created set-wise in SQL: 48-bit Unix ms, then
+    # gen_random_uuid()'s randomness with the version nibble set to 7. Works on
+    # PostgreSQL 14-17, which lack uuidv7().
+    op.execute(
+        """
+        create function callpact_uuid7() returns uuid
+        language sql volatile parallel safe as $$
+          select overlay(encode(overlay(uuid_send(gen_random_uuid())
+                   placing substring(int8send((date_part('epoch', clock_timestamp()) * 1000)::bigint) from 3)
+                   from 1 for 6), 'hex') placing '7' from 13 for 1)::uuid
         $$
         """
     )
@@ -180,9 +192,8 @@ def upgrade() -> None:
         contact_id uuid not null,
         queued_at timestamptz not null,
         source_version bigint,
-        content_hash bytea not null,
-        primary key (tenant_id, project_id, external_id),
-        foreign key (tenant_id, client_id, project_id) references projects (tenant_id, client_id, id)
+        content_hash bigint not null,
+        primary key (tenant_id, project_id, external_id)
         """,
         client_column="client_id",
     )
@@ -208,37 +219,76 @@ def upgrade() -> None:
         "create index contact_corrections_contact on contact_corrections (tenant_id, contact_id)"
     )
 
-    for grain, key in (
-        ("interval", "bucket_start timestamptz not null"),
-        ("daily", "local_day date not null"),
-    ):
-        bucket = key.split()[0]
-        create_tenant_table_sql(
-            f"kpi_{grain}_sums",
-            f"""
-            tenant_id uuid not null,
-            project_id uuid not null,
-            client_id uuid not null,
-            channel text not null,
-            {key},
-            {SUM_COLUMNS},
-            primary key (tenant_id, project_id, {bucket}, channel)
-            """,
-            client_column="client_id",
-        )
-        create_tenant_table_sql(
-            f"kpi_{grain}_waits",
-            f"""
-            tenant_id uuid not null,
-            project_id uuid not null,
-            client_id uuid not null,
-            channel text not null,
-            {key},
-            {WAIT_COLUMNS},
-            primary key (tenant_id, project_id, {bucket}, channel, outcome, edge_s)
-            """,
-            client_column="client_id",
-        )
+    create_tenant_table_sql(
+        "kpi_daily_sums",
+        f"""
+        tenant_id uuid not null,
+        project_id uuid not null,
+        client_id uuid not null,
+        channel text not null,
+        local_day date not null,
+        {SUM_COLUMNS},
+        primary key (tenant_id, project_id, local_day, channel)
+        """,
+        client_column="client_id",
+    )
+    # One row per project x day x channel; the histogram is parallel arrays
+    # (outcome, grid edge, count, Σ ms, max ms, max exact), sorted by
+    # (outcome, edge). A long-format row per edge measured ~1 row per contact
+    # on realistic (sparse) projects; arrays keep it to one row per day.
+    create_tenant_table_sql(
+        "kpi_daily_waits",
+        """
+        tenant_id uuid not null,
+        project_id uuid not null,
+        client_id uuid not null,
+        channel text not null,
+        local_day date not null,
+        outcome smallint[] not null,
+        edge_s int[] not null,
+        n int[] not null,
+        sum_ms bigint[] not null,
+        max_ms bigint[] not null,
+        max_exact boolean[] not null,
+        primary key (tenant_id, project_id, local_day, channel)
+        """,
+        client_column="client_id",
+    )
+    # Merge two histograms (a stored one and a signed delta). Counts and sums
+    # add; a maximum cannot be subtracted, so an entry whose removed waits
+    # reach its maximum keeps the maximum of what was added and is marked
+    # inexact (readers recompute it from raw rows). Entries that drop to zero
+    # disappear. Pure: it reads no table.
+    op.execute(
+        """
+        create function kpi_merge_hist(
+          o1 smallint[], e1 int[], n1 int[], s1 bigint[], m1 bigint[], x1 boolean[],
+          o2 smallint[], e2 int[], n2 int[], s2 bigint[], m2 bigint[], x2 boolean[],
+          out outcome smallint[], out edge_s int[], out n int[], out sum_ms bigint[],
+          out max_ms bigint[], out max_exact boolean[])
+        language sql immutable parallel safe as $$
+          select coalesce(array_agg(g.o order by g.o, g.e), '{}'),
+                 coalesce(array_agg(g.e order by g.o, g.e), '{}'),
+                 coalesce(array_agg(g.n order by g.o, g.e), '{}'),
+                 coalesce(array_agg(g.s order by g.o, g.e), '{}'),
+                 coalesce(array_agg(g.m order by g.o, g.e), '{}'),
+                 coalesce(array_agg(g.x order by g.o, g.e), '{}')
+          from (
+            select u.o, u.e, sum(u.n)::int as n, sum(u.s)::bigint as s,
+                   coalesce(max(u.m) filter (where u.n > 0), max(u.m)) as m,
+                   coalesce(bool_and(u.x) filter (where u.n > 0), false)
+                     and coalesce(max(u.m) filter (where u.n < 0) < max(u.m) filter (where u.n > 0), true) as x
+            from (
+              select * from unnest(o1, e1, n1, s1, m1, x1) as a(o, e, n, s, m, x)
+              union all
+              select * from unnest(o2, e2, n2, s2, m2, x2) as b(o, e, n, s, m, x)
+            ) u
+            group by u.o, u.e
+            having sum(u.n) <> 0
+          ) g
+        $$
+        """
+    )
 
     create_tenant_table_sql(
         "agent_state_events",
@@ -322,11 +372,14 @@ def downgrade() -> None:
         "agent_state_events",
         "kpi_daily_waits",
         "kpi_daily_sums",
-        "kpi_interval_waits",
-        "kpi_interval_sums",
         "contact_corrections",
         "contact_keys",
         "contacts",
     ):
         op.execute(f'drop table if exists "{table}" cascade')
     op.execute("drop function if exists kpi_wait_edge(bigint)")
+    op.execute("drop function if exists callpact_uuid7()")
+    op.execute(
+        "drop function if exists kpi_merge_hist(smallint[], int[], int[], bigint[], bigint[], boolean[],"
+        " smallint[], int[], int[], bigint[], bigint[], boolean[])"
+    )

@@ -26,7 +26,6 @@ otherwise a different content is a correction.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections import Counter
 from collections.abc import Iterable
@@ -37,13 +36,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.contacts.records import ContactRecord
-from service.core.time import new_id
 from service.kpis.rollups import apply_ingest_delta
 from service.kpis.sums import InvalidContact, duration_ms
 
 STAGE_COLUMNS = (
     "row_no",
-    "new_id",
     "queue_key",
     "project_hint",
     "external_id",
@@ -68,13 +65,11 @@ STAGE_COLUMNS = (
     "sentiment",
     "source_version",
     "raw_ref",
-    "content_hash",
 )
 
 _CREATE_STAGE = """
 create temp table if not exists stage_contacts (
   row_no int not null,
-  new_id uuid not null,
   queue_key text,
   project_hint uuid,
   external_id text not null,
@@ -98,8 +93,7 @@ create temp table if not exists stage_contacts (
   nps smallint,
   sentiment real,
   source_version bigint,
-  raw_ref text,
-  content_hash bytea not null
+  raw_ref text
 ) on commit drop
 """
 
@@ -154,6 +148,11 @@ class Receipt:
 def _ms(value: float | None, name: str) -> int | None:
     if value is None:
         return None
+    # Fast path for whole seconds (what Asterisk and Amazon Connect give).
+    if type(value) is float and value.is_integer() and 0 <= value < 1e12:
+        return int(value) * 1000
+    if type(value) is int and value >= 0:
+        return value * 1000
     try:
         return duration_ms(value)
     except InvalidContact as exc:
@@ -200,10 +199,7 @@ def stage_row(
         record.source_version,
         record.raw_ref,
     )
-    # The content without the version and the provenance: a re-sent record
-    # from another file or with a bumped version but identical facts is a duplicate.
-    digest = hashlib.blake2b(repr(values[2:22]).encode(), digest_size=16).digest()
-    return (row_no, new_id(), *values, digest)
+    return (row_no, *values)
 
 
 async def _driver(session: AsyncSession) -> Any:
@@ -303,6 +299,13 @@ PIPELINE: tuple[str, ...] = (
     """
     create temp table stage_mapped on commit drop as
     select s.*,
+           callpact_uuid7() as new_id,
+           -- The facts without the version and the provenance: a re-sent record from
+           -- another file, or with a bumped version but identical facts, is a duplicate.
+           hashtextextended(row(s.external_id, s.channel, s.customer_key, s.queued_at, s.answered_at,
+             s.ended_at, s.abandoned_at, s.outcome, s.agent_key, s.wait_ms, s.talk_ms, s.hold_ms,
+             s.hold_count, s.acw_ms, s.transferred, s.resolved_first_contact, s.csat, s.nps,
+             s.sentiment)::text, 0) as content_hash,
            p.id as project_id, p.client_id, p.time_zone,
            ax.agent_id,
            case

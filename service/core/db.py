@@ -105,6 +105,8 @@ def create_engine(
             "command_timeout": settings.statement_timeout_ms / 1000 + 5,
             "server_settings": {
                 "application_name": "callpact",
+                # Timestamps rendered as text (content hashes, logs) never depend on the server's zone.
+                "timezone": "UTC",
                 "statement_timeout": str(settings.statement_timeout_ms),
                 "idle_in_transaction_session_timeout": str(settings.statement_timeout_ms * 4),
             },

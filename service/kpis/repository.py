@@ -77,7 +77,19 @@ async def read_sums(
     *,
     by_channel: bool = False,
 ) -> dict[Key, KpiSums]:
-    """One `KpiSums` per non-empty (bucket, channel or None) in [start, end) over the projects."""
+    """One `KpiSums` per non-empty (bucket, channel or None) in [start, end) over the projects:
+    local days from the daily rollups, 15-minute intervals from raw rows."""
+    if grain == "interval":
+        assert isinstance(start, datetime) and isinstance(end, datetime)
+        return await raw_sums(
+            session,
+            tenant_id,
+            project_ids,
+            start,
+            end,
+            channel,
+            group="channel" if by_channel else "none",
+        )
     bucket = _BUCKET[grain]
     where = f"tenant_id = :t and project_id = any(:p) and {bucket} >= :start and {bucket} < :end"
     if channel is not None:
@@ -89,8 +101,9 @@ async def read_sums(
         f" from kpi_{grain}_sums where {where} group by 1, 2"
     )
     waits_sql = (
-        f"select {bucket}, {group}, outcome, edge_s, sum(n)::bigint, sum(sum_ms)::bigint, max(max_ms), bool_and(max_exact)"
-        f" from kpi_{grain}_waits where {where} and n > 0 group by 1, 2, 3, 4"
+        f"select {bucket}, {group}, u.o, u.e, sum(u.n)::bigint, sum(u.s)::bigint, max(u.m), bool_and(u.x)"
+        f" from kpi_{grain}_waits, unnest(outcome, edge_s, n, sum_ms, max_ms, max_exact) as u(o, e, n, s, m, x)"
+        f" where {where} and u.n > 0 group by 1, 2, 3, 4"
     )
     conn = await session.connection()
     sums_rows = {(r.b, r.g): dict(r._mapping) for r in await conn.execute(text(sums_sql), params)}
@@ -101,33 +114,37 @@ async def read_sums(
     return _fold(sums_rows, waits)
 
 
-async def raw_sums_by_agent(
+async def raw_sums(
     session: AsyncSession,
     tenant_id: uuid.UUID,
     project_ids: list[uuid.UUID],
     start: datetime,
     end: datetime,
     channel: str | None = None,
+    *,
+    group: Literal["none", "channel", "agent"] = "none",
 ) -> dict[Key, KpiSums]:
-    """Per (15-minute interval, agent) sums computed from raw contacts, with
-    the same expressions the rollups use (agents are not a rollup dimension)."""
+    """Per (15-minute interval, group) sums computed from raw contacts with the
+    very expressions the rollups use: interval figures, per-agent figures and
+    the reference the rollups are checked against."""
     where = "tenant_id = :t and project_id = any(:p) and queued_at >= :start and queued_at < :end"
     if channel is not None:
         where += " and channel = :ch"
+    g = {"none": "null::text", "channel": "channel", "agent": "agent_id::text"}[group]
     params = {"t": tenant_id, "p": project_ids, "start": start, "end": end, "ch": channel}
     sums_sql = (
-        f"select bucket_start as b, agent_id as g, {', '.join(f'coalesce({expr}, 0)::bigint as {name}' for name, expr in SUM_EXPRESSIONS)}"
+        f"select bucket_start as b, {g} as g, {', '.join(f'coalesce({expr}, 0)::bigint as {name}' for name, expr in SUM_EXPRESSIONS)}"
         f" from (select 1 as sign, * from contacts where {where}) c group by 1, 2"
     )
     waits_sql = (
-        f"select bucket_start, agent_id, {OUTCOME_CODE_SQL} as o, kpi_wait_edge(wait_ms) as e, count(*), sum(wait_ms)::bigint, max(wait_ms), true"
+        f"select bucket_start, {g}, {OUTCOME_CODE_SQL} as o, kpi_wait_edge(wait_ms) as e, count(*), sum(wait_ms)::bigint, max(wait_ms), true"
         f" from contacts where {where} and outcome <> 'in_queue' and wait_ms is not null group by 1, 2, 3, 4"
     )
     conn = await session.connection()
     sums_rows = {(r.b, r.g): dict(r._mapping) for r in await conn.execute(text(sums_sql), params)}
     waits: dict[Key, list[WaitRow]] = defaultdict(list)
-    for b, g, outcome, edge, n, s, mx, exact in await conn.execute(text(waits_sql), params):
-        waits[(b, g)].append((int(outcome), int(edge), int(n), int(s), mx, bool(exact)))
+    for b, gv, outcome, edge, n, s_ms, mx, exact in await conn.execute(text(waits_sql), params):
+        waits[(b, gv)].append((int(outcome), int(edge), int(n), int(s_ms), mx, bool(exact)))
     return _fold(sums_rows, waits)
 
 

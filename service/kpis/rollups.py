@@ -1,9 +1,8 @@
 """KPI rollups: maintained set-wise in the ingest transaction, rebuildable from raw.
 
-Two grains — the 15-minute interval (UTC-aligned; every zone in use is a
-whole number of quarter hours from UTC, so it is also a local quarter hour)
-and the project's local day — each as a table of additive sums and a table
-of wait-histogram rows (outcome, grid edge). The columns mirror
+One grain, the project's local day, as a table of additive sums and a
+table of wait-histogram rows (outcome, grid edge); interval figures come
+from raw rows (see migration 0005 for why). The columns mirror
 `service.kpis.sums.KpiSums` exactly: handling figures count answered
 contacts only; CSAT/NPS responses count for every finished contact; a
 contact still in queue counts only as in queue.
@@ -57,7 +56,7 @@ _SUMS: tuple[tuple[str, str], ...] = (
 SUM_COLUMNS: tuple[str, ...] = tuple(name for name, _ in _SUMS)
 SUM_EXPRESSIONS = _SUMS
 
-_GRAINS = (("interval", "bucket_start"), ("daily", "local_day"))
+_GRAINS = (("daily", "local_day"),)
 
 
 def _sums_statements(grain: str, bucket: str, where: str) -> tuple[str, str]:
@@ -82,32 +81,29 @@ def _sums_statements(grain: str, bucket: str, where: str) -> tuple[str, str]:
 
 
 def _wait_statements(grain: str, bucket: str, where: str) -> tuple[str, str]:
+    """One signed upsert: the delta's histogram per key is merged into the stored arrays."""
     table = f"kpi_{grain}_waits"
     keys = f"project_id, client_id, channel, {bucket}"
-    inner = f"""
-      select {keys}, {OUTCOME_CODE_SQL} as outcome, kpi_wait_edge(wait_ms) as edge_s,
-             sum(sign) as n, sum(sign * wait_ms) as sum_ms, max(wait_ms) as max_ms
+    upsert = f"""
+    insert into {table} (tenant_id, {keys}, outcome, edge_s, n, sum_ms, max_ms, max_exact)
+    select :t, {keys}, array_agg(o order by o, e), array_agg(e order by o, e), array_agg(n order by o, e),
+           array_agg(s order by o, e), array_agg(m order by o, e), array_agg(x order by o, e)
+    from (
+      select {keys}, {OUTCOME_CODE_SQL}::smallint as o, kpi_wait_edge(wait_ms) as e,
+             sum(sign)::int as n, sum(sign * wait_ms)::bigint as s, max(wait_ms) as m,
+             bool_and(sign > 0) as x
       from stage_delta
-      where outcome <> 'in_queue' and wait_ms is not null and SIGN {where}
-      group by {keys}, 5, 6
+      where outcome <> 'in_queue' and wait_ms is not null {where}
+      group by {keys}, 5, 6, sign
+    ) d
+    group by {keys}
+    on conflict (tenant_id, project_id, {bucket}, channel) do update set
+      (outcome, edge_s, n, sum_ms, max_ms, max_exact) = (
+        select * from kpi_merge_hist(
+          {table}.outcome, {table}.edge_s, {table}.n, {table}.sum_ms, {table}.max_ms, {table}.max_exact,
+          excluded.outcome, excluded.edge_s, excluded.n, excluded.sum_ms, excluded.max_ms, excluded.max_exact))
     """
-    subtract = f"""
-    update {table} r set n = r.n + d.n, sum_ms = r.sum_ms + d.sum_ms,
-      max_exact = r.max_exact and (r.max_ms is null or d.max_ms < r.max_ms)
-    from ({inner.replace("SIGN", "sign < 0")}) d
-    where r.tenant_id = :t and r.project_id = d.project_id and r.channel = d.channel
-      and r.{bucket} = d.{bucket} and r.outcome = d.outcome and r.edge_s = d.edge_s
-    """
-    add = f"""
-    insert into {table} (tenant_id, {keys}, outcome, edge_s, n, sum_ms, max_ms)
-    select :t, {keys}, outcome, edge_s, n, sum_ms, max_ms from ({inner.replace("SIGN", "sign > 0")}) d
-    on conflict (tenant_id, project_id, {bucket}, channel, outcome, edge_s) do update set
-      n = {table}.n + excluded.n, sum_ms = {table}.sum_ms + excluded.sum_ms,
-      max_ms = case when {table}.n = 0 then excluded.max_ms
-                    else greatest({table}.max_ms, excluded.max_ms) end,
-      max_exact = {table}.n = 0 or {table}.max_exact
-    """
-    return subtract, add
+    return "", upsert
 
 
 def _apply_statements(where: str = "") -> list[str]:
@@ -116,7 +112,8 @@ def _apply_statements(where: str = "") -> list[str]:
     for grain, bucket in _GRAINS:
         for build in (_sums_statements, _wait_statements):
             sub, add = build(grain, bucket, where)
-            subtracts.append(sub)
+            if sub:
+                subtracts.append(sub)
             adds.append(add)
     return subtracts + adds
 
@@ -132,12 +129,10 @@ STAGE_DELTA_FROM_INGEST = (
            csat, nps
     from stage_old
     union all
-    select 1, c.project_id, c.client_id, c.channel, c.bucket_start, c.local_day, c.outcome,
-           c.wait_ms, c.talk_ms, c.hold_ms, c.hold_count, c.acw_ms, c.transferred,
-           c.resolved_first_contact, c.csat, c.nps
+    select 1, v.project_id, v.client_id, v.channel, null, (v.queued_at at time zone v.time_zone)::date,
+           v.outcome, v.wait_ms, v.talk_ms, v.hold_ms, v.hold_count, v.acw_ms, v.transferred,
+           v.resolved_first_contact, v.csat, v.nps
     from stage_verdicts v
-    join contacts c on c.tenant_id = :t and c.id = coalesce(v.old_id, v.new_id)
-      and c.queued_at = v.queued_at
     where v.verdict in ('new', 'update')
     """,
 )

@@ -205,7 +205,9 @@ async def kpi_report(
     )
     ids = [p.id for p in projects]
     if ids and q.group_by == "agent":
-        raw = await repository.raw_sums_by_agent(session, ctx.tenant_id, ids, start, end, q.channel)
+        raw = await repository.raw_sums(
+            session, ctx.tenant_id, ids, start, end, q.channel, group="agent"
+        )
         for (instant, agent), sums in raw.items():
             per_group[str(agent) if agent else None][bucket_of(instant, granularity, zone)].append(
                 sums
