@@ -80,7 +80,8 @@ async def read_sums(
     """One `KpiSums` per non-empty (bucket, channel or None) in [start, end) over the projects:
     local days from the daily rollups, 15-minute intervals from raw rows."""
     if grain == "interval":
-        assert isinstance(start, datetime) and isinstance(end, datetime)
+        if not (isinstance(start, datetime) and isinstance(end, datetime)):
+            raise TypeError("interval sums need datetime bounds")
         return await raw_sums(
             session,
             tenant_id,
