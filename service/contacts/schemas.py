@@ -160,3 +160,132 @@ def inline_schema(adapter: TypeAdapter[Any]) -> dict[str, Any]:
 
     resolved: dict[str, Any] = resolve(schema)
     return resolved
+
+
+# ---- agent states and uploads ------------------------------------------------------
+
+AgentStateName = Literal["logged_out", "available", "on_contact", "acw", "not_ready"]
+
+
+class AgentStateIn(TypedDict):
+    __pydantic_config__ = _FORBID  # type: ignore[misc]
+
+    agent_key: Text
+    state: AgentStateName
+    at: AwareDatetime
+    reason: NotRequired[Text | None]
+    queue_key: NotRequired[Text | None]
+
+
+class AgentStateBatch(TypedDict):
+    __pydantic_config__ = _FORBID  # type: ignore[misc]
+
+    events: Annotated[list[AgentStateIn], Field(max_length=MAX_BATCH)]
+
+
+AGENT_STATE_BATCH = TypeAdapter(AgentStateBatch)
+AGENT_STATE_ROW = TypeAdapter(AgentStateIn)
+
+
+class AgentStateReceiptRead(BaseModel):
+    """What happened to every event of a batch (rows count from 1). `unmapped`: events of
+    agents no pool agent has the key of (not stored, reported per key); `unmapped_queues`:
+    stored events whose queue no project maps."""
+
+    received: int
+    accepted: int
+    duplicates: int
+    unmapped: int
+    rejected_count: int
+    rejected: list[ReceiptProblem]
+    unmapped_agents: dict[str, int]
+    unmapped_queues: dict[str, int]
+
+
+class CsvMappingIn(TypedDict):
+    """The `mapping` of a CSV upload (see service/contacts/parsers/csv_records.py)."""
+
+    __pydantic_config__ = _FORBID  # type: ignore[misc]
+
+    columns: dict[str, Annotated[str, Field(min_length=1, max_length=200)]]
+    source: NotRequired[Annotated[str, Field(min_length=1, max_length=40)]]
+    timestamp_format: NotRequired[Annotated[str, Field(min_length=1, max_length=100)]]
+    time_zone: NotRequired[Annotated[str, Field(min_length=1, max_length=64)] | None]
+    ambiguous_times: NotRequired[Literal["refuse", "earlier", "later"]]
+    outcome_values: NotRequired[dict[str, Annotated[str, Field(max_length=200)]]]
+    channel: NotRequired[Channel | None]
+    duration_unit: NotRequired[Literal["s", "ms"]]
+    delimiter: NotRequired[Literal[",", ";", "\t", "|"]]
+    encoding: NotRequired[Annotated[str, Field(min_length=1, max_length=40)]]
+
+
+CSV_MAPPING = TypeAdapter(CsvMappingIn)
+
+
+class UploadProblem(BaseModel):
+    """Something of the file that was not imported: where (`line` and/or `record`, 1-based;
+    `column` for JSON), which `field`, why. `stage`: `parse` (the file) or `ingest` (the
+    data, e.g. a queue no project maps)."""
+
+    stage: Literal["parse", "ingest"]
+    line: int | None
+    record: int | None
+    column: int | None
+    field: str | None
+    reason: str
+    excerpt: str
+
+
+class UploadAgentStates(BaseModel):
+    received: int
+    accepted: int
+    duplicates: int
+    unmapped: int
+    rejected_count: int
+    unmapped_agents: dict[str, int]
+    unmapped_queues: dict[str, int]
+
+
+class UploadStats(BaseModel):
+    """The parser's count of every item of the file (`items` = blank + used + ignored +
+    unknown + rejected + malformed + skipped_overlap), by event name or record kind."""
+
+    file: str
+    items: int
+    blank: int
+    used: dict[str, int]
+    ignored: dict[str, int]
+    unknown: dict[str, int]
+    rejected: dict[str, int]
+    malformed: int
+    skipped_overlap: int
+    records: int
+    corrections: int
+    superseded: int
+    agent_events: int
+    calls_open: int
+    reconstructed: int
+    dropped_stale: int
+
+
+class UploadRead(BaseModel):
+    """The merged receipt of every batch of the file, the parser's statistics and the
+    problems (at most 1000 listed; `problems_count` counts them all)."""
+
+    format: str
+    source: str | None
+    file: str
+    bytes: int
+    received: int
+    accepted: int
+    duplicates: int
+    updated: int
+    stale: int
+    rejected_count: int
+    unmapped_queues: dict[str, int]
+    unmapped_agents: dict[str, int]
+    open_calls: int
+    agent_states: UploadAgentStates
+    stats: UploadStats
+    problems_count: int
+    problems: list[UploadProblem]

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterable
 
 from pydantic import ValidationError
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.contacts import schemas
+from service.contacts.agent_states import AgentStateReceipt, ingest_agent_states
 from service.contacts.errors import BatchInvalid, BatchTooLarge
 from service.contacts.ingest import Receipt, RowProblem, ingest_records
-from service.contacts.records import ContactRecord
+from service.contacts.records import AgentStateEvent, ContactRecord
+from service.contacts.uploads import UploadImport, UploadResult, UploadSpec, discard, spool
 from tenants.context import TenantContext
 
 
@@ -69,3 +73,94 @@ async def ingest_json_batch(session: AsyncSession, ctx: TenantContext, body: byt
     receipt.received = received
     receipt.rejected = sorted(problems + receipt.rejected, key=lambda p: p.row)
     return receipt
+
+
+# ---- agent states and uploads --------------------------------------------------------
+
+
+def parse_agent_state_batch(
+    body: bytes,
+) -> tuple[list[tuple[int, AgentStateEvent]], list[RowProblem], int]:
+    """Validate an agent-state batch in one pass; row by row only for the rows that failed."""
+    try:
+        rows: list[schemas.AgentStateIn | None] = list(
+            schemas.AGENT_STATE_BATCH.validate_json(body)["events"]
+        )
+        problems: list[RowProblem] = []
+    except ValidationError:
+        try:
+            raw = schemas.RAW_BATCH.validate_json(body)
+        except ValidationError as exc:
+            raise BatchInvalid('Send {"events": [ … ]} as JSON.', field="events") from exc
+        if set(raw) != {"events"}:
+            raise BatchInvalid(
+                'The body has one field, "events".',
+                field=next(iter(set(raw) - {"events"}), "events"),
+            ) from None
+        if len(raw["events"]) > schemas.MAX_BATCH:
+            raise BatchTooLarge(
+                f"At most {schemas.MAX_BATCH} events per batch.",
+                field="events",
+                limit=schemas.MAX_BATCH,
+            ) from None
+        rows, problems = [], []
+        for i, item in enumerate(raw["events"], start=1):
+            try:
+                rows.append(schemas.AGENT_STATE_ROW.validate_python(item))
+            except ValidationError as exc:
+                problems.extend(
+                    RowProblem(i, schemas.error_field(e["loc"]), e["msg"]) for e in exc.errors()
+                )
+                rows.append(None)
+    out = [
+        (
+            i,
+            AgentStateEvent(
+                source="api",
+                agent_key=row["agent_key"],
+                state=row["state"],
+                at=row["at"],
+                raw_ref="api",
+                reason=row.get("reason"),
+                queue_key=row.get("queue_key"),
+            ),
+        )
+        for i, row in enumerate(rows, start=1)
+        if row is not None
+    ]
+    return out, problems, len(rows)
+
+
+async def ingest_agent_state_batch(
+    session: AsyncSession, ctx: TenantContext, body: bytes
+) -> AgentStateReceipt:
+    rows, problems, received = parse_agent_state_batch(body)
+    receipt = await ingest_agent_states(session, ctx.tenant_id, rows, projects=ctx.project_ids)
+    receipt.received = received
+    receipt.rejected = sorted(problems + receipt.rejected, key=lambda p: p.row)
+    return receipt
+
+
+async def upload_contacts(
+    session: AsyncSession,
+    ctx: TenantContext,
+    spec: UploadSpec,
+    body: AsyncIterable[bytes],
+) -> UploadResult:
+    """Import one uploaded file in the request's transaction: lock the source (409 while
+    another import of it runs), spool the body to disk, parse and ingest batch by batch."""
+    job = UploadImport(ctx.tenant_id, spec, projects=ctx.project_ids)
+    await job.start(session)
+
+    async def keepalive() -> None:
+        await session.execute(text("select 1"))
+
+    path, size = await spool(body, keepalive=keepalive)
+    try:
+        job.open(path, size)
+        while await job.step(session):
+            pass
+        return await job.finish(session)
+    finally:
+        await job.close()
+        await discard(path)
