@@ -158,6 +158,7 @@ class _Call:
         "customer_key",
         "events",
         "external_id",
+        "key",
         "last_t",
         "queue",
         "queued_t",
@@ -179,6 +180,7 @@ class _Call:
     ) -> None:
         self.callid = callid
         self.queue = queue
+        self.key = f"{callid}@{queue}"
         self.external_id = external_id
         self.queued_t = queued_t
         self.customer_key = customer_key
@@ -606,7 +608,7 @@ class QueueLogParser:
         call.events += 1
         if t > call.last_t:
             call.last_t = t
-        seen = self._seen.get(f"{call.callid}@{call.queue}")
+        seen = self._seen.get(call.key)
         if seen is not None and t > seen[1]:
             seen[1] = t
 
@@ -628,6 +630,7 @@ class QueueLogParser:
         wait_s = call.wait_s
         if wait_s is None:
             wait_s = _since(call.queued_t, end_t if answered_t is None else answered_t)
+        ended_at = _dt(end_t)
         record = ContactRecord(
             source=self.source,
             queue_key=call.queue,
@@ -638,8 +641,8 @@ class QueueLogParser:
             raw_ref=call.raw_ref,
             customer_key=call.customer_key,
             answered_at=None if answered_t is None else _dt(answered_t),
-            ended_at=_dt(end_t),
-            abandoned_at=_dt(end_t) if outcome == "abandoned" else None,
+            ended_at=ended_at,
+            abandoned_at=ended_at if outcome == "abandoned" else None,
             agent_key=call.agent,
             wait_s=wait_s,
             talk_s=talk_s,
