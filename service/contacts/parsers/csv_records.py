@@ -162,6 +162,8 @@ class CsvRecordParser:
             header = [h.strip() for h in next(reader)]
         except StopIteration:
             return
+        if header:  # a BOM left by an encoding other than utf-8-sig
+            header[0] = header[0].lstrip("\ufeff")
         positions: dict[str, int] = {}
         refused = False
         for ours, theirs in self.mapping.columns.items():
