@@ -147,6 +147,7 @@ class OidcLoginConflict(AppError):
 
 class OidcProviderUnavailable(AppError):
     status = 502
+    retry_after_s = 30
     code = "oidc_provider_unavailable"
     title = "Identity provider unavailable"
 

@@ -9,7 +9,15 @@ import zoneinfo
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+)
 
 Role = Literal["tenant_admin", "supervisor", "analyst", "client_viewer"]
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
@@ -28,6 +36,12 @@ def _zone(value: str) -> str:
 
 
 TimeZone = Annotated[str, AfterValidator(_zone)]
+# Lower-cased before the pattern is checked: "Acme.Example" is normalised, not refused.
+EmailDomain = Annotated[
+    str,
+    BeforeValidator(lambda v: v.strip().lower() if isinstance(v, str) else v),
+    StringConstraints(pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$", max_length=253),
+]
 
 
 class WriteModel(BaseModel):
@@ -200,9 +214,7 @@ class IdentityProviderCreate(WriteModel):
     issuer: Annotated[str, StringConstraints(pattern=r"^https?://", max_length=500)]
     oauth_client_id: Annotated[str, StringConstraints(min_length=1, max_length=500)]
     oauth_client_secret: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
-    allowed_domains: list[
-        Annotated[str, StringConstraints(pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$", to_lower=True)]
-    ] = Field(min_length=1)
+    allowed_domains: list[EmailDomain] = Field(min_length=1)
     role_claim: str | None = None
     role_map: dict[str, Role] = Field(default_factory=dict)
     default_role: Role = "analyst"
@@ -214,10 +226,7 @@ class IdentityProviderUpdate(WriteModel):
     oauth_client_secret: Annotated[str, StringConstraints(min_length=1, max_length=2000)] | None = (
         None
     )
-    allowed_domains: (
-        list[Annotated[str, StringConstraints(pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$", to_lower=True)]]
-        | None
-    ) = None
+    allowed_domains: list[EmailDomain] | None = None
     role_claim: str | None = None
     role_map: dict[str, Role] | None = None
     default_role: Role | None = None

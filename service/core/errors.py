@@ -32,11 +32,23 @@ class AppError(Exception):
     status: ClassVar[int] = 400
     code: ClassVar[str] = "bad_request"
     title: ClassVar[str] = "Bad request"
+    retry_after_s: ClassVar[int | None] = None
+    """Sent as `Retry-After` (503s, 429s, an upstream that did not answer)."""
 
     def __init__(self, detail: str | None = None, **extra: Any) -> None:
         self.detail = detail or self.title
         self.extra = extra
         super().__init__(self.detail)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        if self.status == 401:
+            out["WWW-Authenticate"] = "Bearer"
+        retry = self.extra.get("retry_after_s", self.retry_after_s)
+        if isinstance(retry, int) and retry >= 0:
+            out["Retry-After"] = str(retry)
+        return out
 
 
 class NotFound(AppError):
@@ -78,6 +90,7 @@ class PayloadTooLarge(AppError):
 
 
 class DependencyUnavailable(AppError):
+    retry_after_s = 5
     status = 503
     code = "dependency_unavailable"
     title = "A backing service is unavailable"
@@ -138,8 +151,7 @@ _STATUS_CODES = {
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return problem(exc.status, exc.code, exc.title, exc.detail, exc.extra, headers)
+        return problem(exc.status, exc.code, exc.title, exc.detail, exc.extra, exc.headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -240,3 +240,39 @@ async def test_client_viewer_role_needs_a_client(client: AsyncClient, settings: 
     )
     assert response.status_code == 422
     assert response.json()["field"] == "client_id"
+
+
+async def test_rate_limited_login_says_when_to_retry(
+    client: AsyncClient, settings: Settings
+) -> None:
+    seed = await make_tenant(client, settings)
+    for _ in range(5):
+        await client.post(
+            "/api/v1/auth/token",
+            json={"tenant": seed.slug, "email": seed.admin_email, "password": "wrong password!"},
+        )
+    locked = await client.post(
+        "/api/v1/auth/token",
+        json={"tenant": seed.slug, "email": seed.admin_email, "password": PASSWORD},
+    )
+    assert locked.status_code == 429
+    assert locked.headers["retry-after"] == "900"
+
+
+async def test_identity_provider_domains_are_normalised_not_refused(
+    client: AsyncClient, settings: Settings
+) -> None:
+    seed = await make_tenant(client, settings)
+    created = await client.post(
+        "/api/v1/identity-providers",
+        json={
+            "name": "Corp SSO",
+            "issuer": "https://idp.example.com",
+            "oauth_client_id": "callpact",
+            "oauth_client_secret": "s3cret",
+            "allowed_domains": ["Acme.Example.COM"],
+        },
+        headers=bearer(seed.admin_token),
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["allowed_domains"] == ["acme.example.com"]
