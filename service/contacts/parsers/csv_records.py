@@ -145,6 +145,7 @@ class CsvRecordParser:
         try:
             yield from self._rows(text, name, stats)
         except UnicodeDecodeError as error:
+            stats.items += 1  # the unreadable rest, as one item
             stats.malformed += 1
             yield ParseIssue(
                 file=name,
@@ -161,6 +162,9 @@ class CsvRecordParser:
         try:
             header = [h.strip() for h in next(reader)]
         except StopIteration:
+            return
+        except csv.Error as error:
+            yield ParseIssue(file=name, line=1, reason=f"unreadable CSV header: {error}")
             return
         if header:  # a BOM left by an encoding other than utf-8-sig
             header[0] = header[0].lstrip("\ufeff")

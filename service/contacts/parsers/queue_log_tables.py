@@ -113,53 +113,77 @@ def extended_table_rows(fp: IO[bytes], name: str) -> Iterator[Row]:
     """Rows of an extended `queue_log` CSV export (binary file object, UTF-8, BOM allowed)."""
     text = _text(fp, "utf-8-sig")
     try:
-        reader = csv.reader(text)
-        try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
-            return
-        missing = [c for c in _EXTENDED_COLUMNS if c not in header]
-        if missing:
-            yield ParseIssue(
-                file=name,
-                line=1,
-                field=", ".join(missing),
-                reason="not an extended queue_log export: columns missing from the header",
-                excerpt=excerpt(",".join(header)),
-            )
-            return
-        width = len(header)
-        number = 0
-        previous_line = reader.line_num
-        for row in reader:
-            number += 1
-            start, previous_line = previous_line + 1, reader.line_num
-            if len(row) != width:
-                yield ParseIssue(
-                    file=name,
-                    record=number,
-                    line=start,
-                    reason=f"{len(row)} fields where the header has {width}",
-                    excerpt=excerpt(",".join(row)),
-                )
-                continue
-            r = dict(zip(header, row, strict=True))
-            uid = r.get("uid", "")
-            ref = int(uid) if uid.isdigit() else number
-            event = r["event"]
-            yield (
-                ref,
-                _line(
-                    r["date_time"],
-                    r["callid"],
-                    r["queue_name"],
-                    r["type"],
-                    event,
-                    _extended_data(event, r),
-                ),
-            )
+        yield from _extended_rows(text, name)
+    except UnicodeDecodeError as error:
+        yield ParseIssue(
+            file=name, reason=f"not UTF-8 text ({error.reason}): the rest was not read"
+        )
     finally:
         text.detach()
+
+
+def _extended_rows(text: IO[str], name: str) -> Iterator[Row]:
+    reader = csv.reader(text)
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        return
+    except csv.Error as error:
+        yield ParseIssue(file=name, line=1, reason=f"unreadable CSV header: {error}")
+        return
+    missing = [c for c in _EXTENDED_COLUMNS if c not in header]
+    if missing:
+        yield ParseIssue(
+            file=name,
+            line=1,
+            field=", ".join(missing),
+            reason="not an extended queue_log export: columns missing from the header",
+            excerpt=excerpt(",".join(header)),
+        )
+        return
+    width = len(header)
+    number = 0
+    previous_line = reader.line_num
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            number += 1
+            yield ParseIssue(
+                file=name, record=number, line=previous_line + 1, reason=f"unreadable CSV: {error}"
+            )
+            if reader.line_num == previous_line:
+                return
+            previous_line = reader.line_num
+            continue
+        number += 1
+        start, previous_line = previous_line + 1, reader.line_num
+        if len(row) != width:
+            yield ParseIssue(
+                file=name,
+                record=number,
+                line=start,
+                reason=f"{len(row)} fields where the header has {width}",
+                excerpt=excerpt(",".join(row)),
+            )
+            continue
+        r = dict(zip(header, row, strict=True))
+        uid = r.get("uid", "")
+        ref = int(uid) if uid.isdigit() else number
+        event = r["event"]
+        yield (
+            ref,
+            _line(
+                r["date_time"],
+                r["callid"],
+                r["queue_name"],
+                r["type"],
+                event,
+                _extended_data(event, r),
+            ),
+        )
 
 
 # --------------------------------------------------------------------- MySQL
@@ -248,74 +272,82 @@ def mysql_dump_rows(
     """Rows of the `queue_log` table in a MySQL dump; `time_zone` is the zone of its DATETIMEs."""
     zone = ZoneInfo(time_zone)
     text = _text(fp, "utf-8")
+    try:
+        yield from _dump_rows(text, name, zone, table)
+    except UnicodeDecodeError as error:
+        yield ParseIssue(
+            file=name, reason=f"not UTF-8 text ({error.reason}): the rest was not read"
+        )
+    finally:
+        text.detach()
+
+
+def _dump_rows(text: IO[str], name: str, zone: ZoneInfo, table: str) -> Iterator[Row]:
     buf = _Buffer(text)
     columns: list[str] | None = None
     number = 0
-    try:
-        while True:
-            m = buf.search(_STATEMENT)
-            if m is None:
+    while True:
+        m = buf.search(_STATEMENT)
+        if m is None:
+            return
+        buf.pos = m.end()
+        if m.group("create") is not None:
+            end = buf.find(";")
+            body = buf.buf[buf.pos : end if end >= 0 else len(buf.buf)]
+            if m.group("create").lower() == table.lower():
+                columns = _COLUMN_DEF.findall(body)
+            buf.pos = end + 1 if end >= 0 else len(buf.buf)
+            continue
+        if m.group("insert").lower() != table.lower():
+            continue
+        names = columns
+        if m.group("columns"):
+            names = [c.strip().strip("`") for c in m.group("columns").split(",")]
+        while True:  # one tuple per row, up to ';'
+            start = buf.match(_TUPLE_START)
+            if start is None:
+                yield ParseIssue(
+                    file=name,
+                    record=number + 1,
+                    reason="expected '(' starting a row of VALUES",
+                    excerpt=excerpt(buf.buf[buf.pos : buf.pos + 80]),
+                )
                 return
-            buf.pos = m.end()
-            if m.group("create") is not None:
-                end = buf.find(";")
-                body = buf.buf[buf.pos : end if end >= 0 else len(buf.buf)]
-                if m.group("create").lower() == table.lower():
-                    columns = _COLUMN_DEF.findall(body)
-                buf.pos = end + 1 if end >= 0 else len(buf.buf)
-                continue
-            if m.group("insert").lower() != table.lower():
-                continue
-            names = columns
-            if m.group("columns"):
-                names = [c.strip().strip("`") for c in m.group("columns").split(",")]
-            while True:  # one tuple per row, up to ';'
-                start = buf.match(_TUPLE_START)
-                if start is None:
+            buf.pos = start.end()
+            values: list[str | None] = []
+            while True:
+                v = buf.match(_VALUE)
+                if v is None:
                     yield ParseIssue(
                         file=name,
                         record=number + 1,
-                        reason="expected '(' starting a row of VALUES",
+                        reason="unreadable SQL value (expected a quoted string, NULL or a number)",
                         excerpt=excerpt(buf.buf[buf.pos : buf.pos + 80]),
                     )
                     return
-                buf.pos = start.end()
-                values: list[str | None] = []
-                while True:
-                    v = buf.match(_VALUE)
-                    if v is None:
-                        yield ParseIssue(
-                            file=name,
-                            record=number + 1,
-                            reason="unreadable SQL value (expected a quoted string, NULL or a number)",
-                            excerpt=excerpt(buf.buf[buf.pos : buf.pos + 80]),
-                        )
-                        return
-                    buf.pos = v.end()
-                    if v.group("null") is not None:
-                        values.append(None)
-                    elif v.group("n") is not None:
-                        values.append(v.group("n"))
-                    else:
-                        values.append(_unescape(v.group("s")))
-                    if v.group("end") == ")":
-                        break
-                number += 1
-                yield _realtime_row(name, number, names, values, zone)
-                after = buf.match(_TUPLE_END)
-                if after is None:
-                    yield ParseIssue(
-                        file=name,
-                        record=number,
-                        reason="expected ',' or ';' after a row of VALUES",
-                        excerpt=excerpt(buf.buf[buf.pos : buf.pos + 80]),
-                    )
-                    return
-                buf.pos = after.end()
-                if after.group("end") == ";":
+                buf.pos = v.end()
+                if v.group("null") is not None:
+                    values.append(None)
+                elif v.group("n") is not None:
+                    values.append(v.group("n"))
+                else:
+                    values.append(_unescape(v.group("s")))
+                if v.group("end") == ")":
                     break
-    finally:
-        text.detach()
+            number += 1
+            yield _realtime_row(name, number, names, values, zone)
+            after = buf.match(_TUPLE_END)
+            if after is None:
+                yield ParseIssue(
+                    file=name,
+                    record=number,
+                    reason="expected ',' or ';' after a row of VALUES",
+                    excerpt=excerpt(buf.buf[buf.pos : buf.pos + 80]),
+                )
+                return
+            buf.pos = after.end()
+            if after.group("end") == ";":
+                break
 
 
 def _realtime_row(
@@ -416,6 +448,10 @@ def psql_table_rows(fp: IO[bytes], name: str, *, time_zone: str) -> Iterator[Row
                 data,
             )
             rows.append((float(epoch), number, flat))
+    except UnicodeDecodeError as error:
+        issues.append(
+            ParseIssue(file=name, reason=f"not UTF-8 text ({error.reason}): the rest was not read")
+        )
     finally:
         text.detach()
     yield from issues

@@ -263,9 +263,10 @@ def test_nul_oversized_fields_and_undecodable_bytes_are_reported_not_raised() ->
     assert "NUL" in issues[0].reason
     assert "field larger than field limit" in issues[1].reason
     assert parser.stats.balanced()
-    _, issues, _ = parse(HEADER.encode() + b"\n\xff\xfe,bad\n")
+    _, issues, parser = parse(HEADER.encode() + b"\n\xff\xfe,bad\n")
     (issue,) = issues
     assert "not utf-8-sig text" in issue.reason
+    assert parser.stats.balanced()
 
 
 CELL = st.text(
@@ -335,3 +336,14 @@ def test_any_cells_are_accounted_for_and_never_raise(rows: list[list[str]]) -> N
     for r in found:
         assert r.queued_at.tzinfo is UTC
         assert r.wait_s is None or r.wait_s >= 0
+
+
+def test_an_unreadable_header_refuses_the_file_with_an_issue() -> None:
+    data = ('"' + "h" * 200_000 + '",Queue\nc1,Q\n').encode()
+    found, issues, parser = parse(data)
+    assert found == []
+    (issue,) = issues
+    assert issue.line == 1
+    assert "unreadable CSV header" in issue.reason
+    assert parser.stats.items == 0
+    assert parser.stats.balanced()

@@ -179,3 +179,26 @@ def test_psql_rows_are_sorted_by_time() -> None:
         (4, "1341387201.5|1.2|q1|NONE|ENTERQUEUE||1000|1"),
         (3, "1341387203.5|1.2|q1|SIP/1|CONNECT|2|1.3|1"),
     ]
+
+
+EXTENDED_HEADER = (
+    "uid,date_time,callid,queue_name,type,event,param1,param2,param3,entpos,expos,htime,ttime,time"
+)
+
+
+def test_unreadable_table_exports_are_issues_not_exceptions() -> None:
+    huge = '2,1543527290,NONE,NONE,NONE,"' + "x" * 200_000 + '",,,,0,0,0,0,t\n'
+    text = EXTENDED_HEADER + "\n" + huge + "3,1543527291,NONE,NONE,NONE,QUEUESTART,,,,0,0,0,0,t\n"
+    rows = list(extended_table_rows(io.BytesIO(text.encode()), "t.csv"))
+    assert isinstance(rows[0], ParseIssue)
+    assert (rows[0].record, rows[0].line) == (1, 2)
+    assert "field larger than field limit" in rows[0].reason
+    assert rows[1] == (3, "1543527291|NONE|NONE|NONE|QUEUESTART|")
+    for read in (
+        lambda fp: extended_table_rows(fp, "t"),
+        lambda fp: mysql_dump_rows(fp, "t", time_zone="UTC"),
+        lambda fp: psql_table_rows(fp, "t", time_zone="UTC"),
+    ):
+        (issue,) = list(read(io.BytesIO(b"\xff\xfe\xfa" * 10)))
+        assert isinstance(issue, ParseIssue)
+        assert "not UTF-8" in issue.reason
