@@ -255,8 +255,12 @@ class QueueLogParser:
         source: str = SOURCE,
         overflow_window_s: float = 300.0,
         stale_after_s: float = 86_400.0,
+        ignore_events: Iterable[str] = (),
     ) -> None:
+        """`ignore_events`: a site's custom events (dialplan `QueueLog()`) declared as ignored
+        on purpose rather than unknown, e.g. voipreports1's OUTDIAL/OUTANSWER."""
         self.source = source
+        self.ignored_events = IGNORED_EVENTS | frozenset(ignore_events)
         self.overflow_window_s = overflow_window_s
         self.stale_after_s = stale_after_s
         self.stats = ImportStats(file="")
@@ -330,7 +334,7 @@ class QueueLogParser:
         out = self._out
         out.clear()
         handlers = self._handlers
-        ignored_events = IGNORED_EVENTS
+        ignored_events = self.ignored_events
         used, ignored, unknown, rejected = stats.used, stats.ignored, stats.unknown, stats.rejected
         low, high = MIN_EPOCH, MAX_EPOCH
         # Overlap with the last import: skip lines up to its last second.

@@ -313,3 +313,11 @@ def test_any_input_is_accounted_for_and_never_raises(
         assert r.wait_s is None or r.wait_s >= 0
         if r.outcome == "answered":
             assert r.answered_at is not None
+
+
+def test_site_custom_events_can_be_declared_ignored_on_purpose() -> None:
+    lines = log("0|1.1|NONE|SIP/1|OUTDIAL|555", "1|1.1|NONE|SIP/1|OUTANSWER|555|COMPLETEAGENT")
+    items, parser = parse(lines, ignore_events=["OUTDIAL", "OUTANSWER"])  # type: ignore[arg-type]
+    assert parser.stats.ignored == Counter({"OUTDIAL": 1, "OUTANSWER": 1})
+    assert not parser.stats.unknown
+    assert items == []
