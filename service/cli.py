@@ -8,6 +8,8 @@ import secrets
 import shlex
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -455,6 +457,371 @@ def keys_list() -> None:
         table.add_row(kid, _when(created), _when(sign_until), _when(verify_until), state)
     out = console if console.is_terminal else Console(width=160, highlight=False)
     out.print(table)
+
+
+# --- imports (application role, under the tenant's scope) -----------------------------------
+
+import_app = typer.Typer(
+    help="Import contact data and agent states from files into one tenant, as the "
+    "application role under the tenant's row-level security.",
+    no_args_is_help=True,
+)
+app.add_typer(import_app, name="import")
+
+
+class ContactFormat(StrEnum):
+    csv = "csv"
+    queue_log = "queue_log"
+    queue_log_extended_csv = "queue_log_extended_csv"
+    queue_log_mysql = "queue_log_mysql"
+    amazon_connect = "amazon_connect"
+
+
+class AgentStateFormat(StrEnum):
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+_IMPORT_OPTIONS = {
+    "source": "--source",
+    "time_zone": "--time-zone",
+    "format": "--format",
+    "filename": "FILE",
+}
+
+
+def _tenant_scope(settings: Settings, slug: str) -> Any:
+    """The tenant's id for a slug, looked up with the admin engine; refusals exit 1."""
+    from sqlalchemy import select
+    from sqlmodel import col
+
+    from tenants.models import Tenant
+
+    async def work(admin: AsyncSession) -> Any:
+        tenant = (
+            await admin.execute(select(Tenant).where(col(Tenant.slug) == slug))
+        ).scalar_one_or_none()
+        if tenant is None:
+            raise _Refused(f"No tenant with the slug '{slug}'.")
+        if tenant.status != "active":
+            raise _Refused(f"Tenant '{slug}' is {tenant.status}; activate it first.")
+        return tenant.id
+
+    return _admin(settings, work)
+
+
+def _run_import(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run `work(db)`; refusals and an unreachable database become one line and exit 1."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from service.core.config import redact
+    from service.core.db import Database
+    from service.core.errors import AppError
+
+    async def run() -> T:
+        db = Database(settings.database)
+        try:
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(run())
+    except AppError as exc:
+        extra = exc.extra
+        name = str(extra.get("field") or "")
+        option = "--mapping" if name.startswith("mapping") else _IMPORT_OPTIONS.get(name, name)
+        err.print(
+            f"[red]error[/red]  {escape(f'{option}: ' if option else '')}{escape(exc.detail)}"
+        )
+        for problem in extra.get("problems", [])[:20]:
+            err.print("  " + escape(_where(problem)))
+        raise typer.Exit(1) from None
+    except (SQLAlchemyError, OSError) as exc:
+        where = redact(settings.database.app_dsn()) if settings.database.url else "unset"
+        reason = getattr(exc, "orig", None) or exc
+        err.print(
+            f"[red]error[/red]  database {escape(where)}: {escape(type(reason).__name__)}: "
+            f"{escape(str(reason).splitlines()[0] if str(reason) else '')}"
+        )
+        raise typer.Exit(1) from None
+
+
+def _where(problem: dict[str, Any]) -> str:
+    parts = []
+    for key in ("record", "line", "column"):
+        if problem.get(key) is not None:
+            parts.append(f"{key} {problem[key]}")
+    if problem.get("field"):
+        parts.append(f"field {problem['field']}")
+    head = ", ".join(parts) or "file"
+    tail = f" ({problem['excerpt']})" if problem.get("excerpt") else ""
+    return f"{head}: {problem['reason']}{tail}"
+
+
+def _progress() -> Any:
+    """Bytes of the file read, on stderr (stdout keeps the receipt)."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+def _print_receipt(
+    title: str, rows: list[tuple[str, Any]], problems: list[dict[str, Any]], count: int
+) -> None:
+    grid = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column(justify="right")
+    for label, value in rows:
+        grid.add_row(escape(label), escape(str(value)))
+    console.print(grid)
+    if count:
+        console.print(
+            f"[yellow]{count} problem(s)[/yellow]" + (" (first 20)" if count > 20 else "")
+        )
+        for problem in problems[:20]:
+            console.print("  " + escape(_where(problem)), soft_wrap=True)
+
+
+def _counts(values: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(values.items(), key=lambda kv: -kv[1])) or "-"
+
+
+@import_app.command("contacts")
+def import_contacts(
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="The file.")
+    ],
+    tenant: Annotated[str, typer.Option(help="The tenant's slug.")],
+    format: Annotated[ContactFormat, typer.Option(help="How the file is written.")],
+    source: Annotated[
+        str | None,
+        typer.Option(
+            help="The source's name (a PBX, an export job). Required for queue_log formats: "
+            "the next file of the same source continues where this one ends."
+        ),
+    ] = None,
+    mapping: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="CSV: the column mapping, a JSON file."),
+    ] = None,
+    time_zone: Annotated[
+        str | None, typer.Option(help="queue_log_mysql: the IANA zone of its DATETIMEs.")
+    ] = None,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            min=100,
+            max=100_000,
+            help="Records per batch. Each batch is committed on its own: an interrupted "
+            "import keeps what it committed, and running it again is safe (what landed "
+            "counts as duplicates).",
+        ),
+    ] = 5_000,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the receipt as JSON (for scripts).")
+    ] = False,
+) -> None:
+    """Import a contact file (CSV with a column mapping, Asterisk queue_log or its table
+    exports, Amazon Connect contact trace records) into a tenant. Streams the file,
+    commits every --batch-size records, shows the bytes read, prints the receipt."""
+    from service.contacts.uploads import UploadImport, UploadResult, source_lock, upload_spec
+    from service.core.db import Database, DbScope
+    from service.core.errors import AppError
+
+    settings = _settings()
+    try:
+        mapping_json = mapping.read_bytes() if mapping is not None else None
+        spec = upload_spec(
+            format.value,
+            file_name=file.name,
+            source=source,
+            mapping=mapping_json,
+            time_zone=time_zone,
+        )
+    except AppError as exc:
+        name = exc.extra.get("field", "")
+        option = "--mapping" if name.startswith("mapping") else _IMPORT_OPTIONS.get(name, name)
+        err.print(f"[red]invalid[/red]  {escape(option)}: {escape(exc.detail)}")
+        raise typer.Exit(2) from None
+    tenant_id = _tenant_scope(settings, tenant)
+    size = file.stat().st_size
+
+    async def work(db: Database) -> UploadResult:
+        scope = DbScope(tenant_id=tenant_id)
+        job = UploadImport(tenant_id, spec, batch_size=batch_size)
+        async with source_lock(db.engine, tenant_id, spec):
+            async with db.transaction(scope) as session:
+                await job.start(session, lock=False)
+            job.open(file, size)
+            try:
+                with _progress() as progress:
+                    task = progress.add_task(escape(file.name), total=size)
+                    while True:
+                        async with db.transaction(scope) as session:
+                            more = await job.step(session)
+                        progress.update(task, completed=job.position or size)
+                        if not more:
+                            break
+                    async with db.transaction(scope) as session:
+                        result = await job.finish(session)
+                    progress.update(task, completed=size)
+            finally:
+                await job.close()
+        return result
+
+    result = _run_import(settings, work)
+    data = result.as_dict()
+    if as_json:
+        print(json.dumps(data, indent=2, default=str))
+        return
+    stats = data["stats"]
+    agents = data["agent_states"]
+    rows: list[tuple[str, Any]] = [
+        ("file", f"{data['file']} ({data['bytes']} bytes, {stats['items']} items)"),
+        ("records", data["received"]),
+        ("accepted", data["accepted"]),
+        ("duplicates", data["duplicates"]),
+        ("updated", data["updated"]),
+        ("stale", data["stale"]),
+        ("rejected", data["rejected_count"]),
+        ("unmapped queues", _counts(data["unmapped_queues"])),
+        ("unmapped agents", _counts(data["unmapped_agents"])),
+    ]
+    if spec.kind == "queue_log":
+        rows += [
+            ("events used", _counts(stats["used"])),
+            ("ignored", _counts(stats["ignored"])),
+            ("unknown", _counts(stats["unknown"])),
+            ("malformed", stats["malformed"]),
+            ("already imported", stats["skipped_overlap"]),
+            ("calls still open", data["open_calls"]),
+            (
+                "agent states",
+                f"{agents['accepted']} accepted, {agents['duplicates']} duplicates, "
+                f"{agents['unmapped']} of unmapped agents",
+            ),
+        ]
+    else:
+        rows.append(("malformed", stats["malformed"]))
+    _print_receipt("Import receipt", rows, data["problems"], data["problems_count"])
+
+
+@import_app.command("agent-states")
+def import_agent_states(
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="The file.")
+    ],
+    tenant: Annotated[str, typer.Option(help="The tenant's slug.")],
+    format: Annotated[
+        AgentStateFormat,
+        typer.Option(
+            help="csv: header agent_key,state,at[,reason][,queue_key]; jsonl: one JSON object "
+            "per line with those fields (as POST /agent-states:batch)."
+        ),
+    ] = AgentStateFormat.csv,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            min=100,
+            max=100_000,
+            help="Events per batch. Each batch is committed on its own; running the file "
+            "again is safe (what landed counts as duplicates).",
+        ),
+    ] = 5_000,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the receipt as JSON (for scripts).")
+    ] = False,
+) -> None:
+    """Import agent-state events (login, available, on_contact, acw, not_ready with a
+    reason, logged_out) into a tenant. Agents are matched by their telephony ids; events of
+    unknown agents are counted as unmapped. Commits every --batch-size events, shows the
+    bytes read, prints the receipt."""
+    from service.contacts.agent_states import (
+        AgentStateFile,
+        AgentStateReceipt,
+        ingest_agent_states,
+    )
+    from service.contacts.records import ParseIssue
+    from service.core.db import Database, DbScope
+
+    settings = _settings()
+    tenant_id = _tenant_scope(settings, tenant)
+    size = file.stat().st_size
+    problems: list[dict[str, Any]] = []
+
+    async def work(db: Database) -> tuple[AgentStateReceipt, int]:
+        scope = DbScope(tenant_id=tenant_id)
+        reader = AgentStateFile(file, format.value, file.name)
+        total = AgentStateReceipt()
+        row = 0
+        issues = 0
+        try:
+            with _progress() as progress:
+                task = progress.add_task(escape(file.name), total=size)
+                while True:
+                    batch, position = await asyncio.to_thread(reader.read, batch_size)
+                    if not batch:
+                        break
+                    events = []
+                    for item in batch:
+                        if isinstance(item, ParseIssue):
+                            issues += 1
+                            problems.append(
+                                {
+                                    "line": item.line,
+                                    "record": item.record,
+                                    "column": item.column,
+                                    "field": item.field,
+                                    "reason": item.reason,
+                                    "excerpt": item.excerpt,
+                                }
+                            )
+                        else:
+                            row += 1
+                            events.append((row, item))
+                    async with db.transaction(scope) as session:
+                        receipt = await ingest_agent_states(session, tenant_id, events)
+                    total.merge(receipt)
+                    progress.update(task, completed=position or size)
+                progress.update(task, completed=size)
+        finally:
+            await asyncio.to_thread(reader.close)
+        return total, issues
+
+    receipt, issues = _run_import(settings, work)
+    data = receipt.as_dict()
+    if as_json:
+        print(json.dumps({**data, "malformed": issues, "problems": problems[:1000]}, indent=2))
+        return
+    rows: list[tuple[str, Any]] = [
+        ("file", f"{file.name} ({size} bytes)"),
+        ("events", data["received"]),
+        ("accepted", data["accepted"]),
+        ("duplicates", data["duplicates"]),
+        ("unmapped", f"{data['unmapped']} ({_counts(data['unmapped_agents'])})"),
+        ("rejected", data["rejected_count"]),
+        ("unmapped queues", _counts(data["unmapped_queues"])),
+        ("malformed", issues),
+    ]
+    listed = problems + [
+        {"record": p["row"], "field": p["field"], "reason": p["reason"]} for p in data["rejected"]
+    ]
+    _print_receipt("Agent-state import receipt", rows, listed, issues + data["rejected_count"])
 
 
 def main() -> None:

@@ -33,7 +33,9 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, Any
+from itertools import islice
+from pathlib import Path
+from typing import IO, Any, Literal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -278,7 +280,7 @@ def _event(values: dict[str, Any], source: str, ref: str) -> AgentStateEvent:
         value = values.get(name)
         if value is not None and not isinstance(value, str):
             raise ValueError(f"{name}: must be text")
-        optional[name] = value.strip() or None if isinstance(value, str) else None
+        optional[name] = (value.strip() or None) if isinstance(value, str) else None
     return AgentStateEvent(
         source=source,
         agent_key=agent_key.strip(),
@@ -394,3 +396,33 @@ def parse_agent_state_jsonl(
                 )
     finally:
         text_fp.detach()
+
+
+AgentStateFileFormat = Literal["csv", "jsonl"]
+
+
+class AgentStateFile:
+    """An agent-state file read a batch at a time. Every method blocks (file I/O and
+    parsing): call them through `asyncio.to_thread`, one at a time."""
+
+    def __init__(self, path: Path, format: AgentStateFileFormat, name: str) -> None:
+        self.path = path
+        self.format = format
+        self.name = name
+        self._fp: IO[bytes] | None = None
+        self._items: Iterator[AgentStateEvent | ParseIssue] | None = None
+
+    def read(self, size: int) -> tuple[list[AgentStateEvent | ParseIssue], int]:
+        """Up to `size` items (empty at the end) and the bytes of the file read so far."""
+        if self._items is None:
+            self._fp = self.path.open("rb")
+            parse = parse_agent_state_csv if self.format == "csv" else parse_agent_state_jsonl
+            self._items = parse(self._fp, self.name, source=self.format)
+        batch = list(islice(self._items, size))
+        return batch, self._fp.tell() if self._fp is not None and not self._fp.closed else 0
+
+    def close(self) -> None:
+        if self._items is not None and hasattr(self._items, "close"):
+            self._items.close()
+        if self._fp is not None:
+            self._fp.close()
