@@ -26,6 +26,7 @@ one the actor may see.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -101,6 +102,7 @@ class Route:
     body: Builder | None = None
     queries: tuple[Builder | None, ...] = (None,)
     files: Builder | None = None
+    raw: Builder | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     ok: frozenset[int] = frozenset({200})
     victim_ok: frozenset[int] = frozenset({404, 422})
@@ -166,6 +168,7 @@ def tenant(
     body: Builder | None = None,
     queries: tuple[Builder | None, ...] = (None,),
     files: Builder | None = None,
+    raw: Builder | None = None,
     ok: tuple[int, ...] = (200,),
     victim_ok: tuple[int, ...] = (404, 422),
 ) -> Route:
@@ -177,6 +180,7 @@ def tenant(
         body=body,
         queries=queries,
         files=files,
+        raw=raw,
         ok=frozenset(ok),
         victim_ok=frozenset(victim_ok),
     )
@@ -688,6 +692,54 @@ ROUTES: list[Route] = [
             lambda r: {"from": "2026-03-01", "to": "2026-03-04"},
             lambda r: {"from": "2026-03-01", "to": "2026-03-04", "group_by": "agent"},
         ),
+    ),
+    tenant(
+        "POST",
+        f"{API}/agent-states:batch",
+        "contacts:write",
+        # A's agent's telephony key means nothing in another tenant: "unmapped", like any key.
+        body=lambda r: {
+            "events": [
+                {
+                    "agent_key": r.victim("agents", "external_id_2"),
+                    "state": "available",
+                    "at": "2026-03-02T09:00:00Z",
+                }
+            ]
+        },
+        victim_ok=(200,),
+    ),
+    tenant(
+        "POST",
+        f"{API}/contacts/uploads",
+        "contacts:write",
+        # A's queue key maps to no project of another tenant (or of another project's scope).
+        queries=(
+            lambda r: {
+                "format": "csv",
+                "filename": "probe.csv",
+                "mapping": json.dumps(
+                    {
+                        "columns": {
+                            "external_id": "id",
+                            "queue_key": "queue",
+                            "queued_at": "start",
+                            "ended_at": "end",
+                            "abandoned_at": "end",
+                            "outcome": "outcome",
+                        },
+                        "channel": "voice",
+                    }
+                ),
+            },
+        ),
+        raw=lambda r: (
+            "id,queue,start,end,outcome\n"
+            f"{r.unique()},{r.victim('projects', 'queue_key')},"
+            "2026-03-02T12:00:00Z,2026-03-02T12:01:00Z,abandoned\n",
+            "text/csv",
+        ),
+        victim_ok=(200, 422),
     ),
 ]
 

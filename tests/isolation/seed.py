@@ -225,14 +225,19 @@ async def seed_users(env: SeedEnv, w: World) -> None:
 @seeder
 async def seed_projects(env: SeedEnv, w: World) -> None:
     for label in CLIENT_LABELS:
+        queue = f"q-{secrets.token_hex(6)}"  # unmarked: attackers send it
         body = await env.call(
             w,
             "POST",
             "/projects",
-            {"client_id": str(w.clients[label]), "name": f"{w.client_marker(label)} project"},
+            {
+                "client_id": str(w.clients[label]),
+                "name": f"{w.client_marker(label)} project",
+                "queue_keys": [queue],
+            },
         )
         w.projects_of_client[label] = uuid.UUID(body["id"])
-        w.add("projects", body["id"], client=label, project=body["id"])
+        w.add("projects", body["id"], client=label, project=body["id"], queue_key=queue)
     # The supervisor actor runs project 2 only: project 1's objects are hidden from them.
     assigned = [str(w.projects_of_client["c2"])]
     await env.call(w, "PUT", f"/users/{w.users['supervisor']}/projects", {"project_ids": assigned})
@@ -263,11 +268,14 @@ async def seed_contracts(env: SeedEnv, w: World) -> None:
 @seeder
 async def seed_agents(env: SeedEnv, w: World) -> None:
     # Unmarked: attackers reuse it (external ids are unique per tenant only).
-    external = f"ext-{secrets.token_hex(6)}"
+    external, external_2 = f"ext-{secrets.token_hex(6)}", f"ext-{secrets.token_hex(6)}"
     agent = await env.call(
-        w, "POST", "/agents", {"name": f"{w.marker} agent", "external_ids": {"pbx": external}}
+        w,
+        "POST",
+        "/agents",
+        {"name": f"{w.marker} agent", "external_ids": {"pbx": external, "acd": external_2}},
     )
-    w.add("agents", agent["id"], external_id=external, name=agent["name"])
+    w.add("agents", agent["id"], external_id=external, external_id_2=external_2, name=agent["name"])
     for label in CLIENT_LABELS:
         project = w.projects_of_client[label]
         cert = await env.call(
