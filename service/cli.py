@@ -585,7 +585,7 @@ def _print_receipt(
 ) -> None:
     grid = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2))
     grid.add_column(style="bold")
-    grid.add_column(justify="right")
+    grid.add_column()
     for label, value in rows:
         grid.add_row(escape(label), escape(str(value)))
     console.print(grid)
