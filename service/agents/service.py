@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from datetime import date
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.agents import repository as repo
@@ -40,6 +40,7 @@ from tenants.context import TenantContext, ensure_visible
 
 _UNIQUE_VIOLATION = "23505"
 _FOREIGN_KEY_VIOLATION = "23503"
+_DEADLOCK_DETECTED = "40P01"
 
 
 def agent_read(agent: Agent, external_ids: dict[str, str]) -> AgentRead:
@@ -84,8 +85,14 @@ async def _guarded(session: AsyncSession) -> AsyncIterator[None]:
         async with session.begin_nested():
             yield
             await session.flush()
-    except IntegrityError as exc:
+    except DBAPIError as exc:
         sqlstate, constraint = repo.db_error(exc)
+        if sqlstate == _DEADLOCK_DETECTED:
+            # Two writers taking the same ids in opposite orders: one loses.
+            raise ExternalIdTaken(
+                "Another agent took one of these ids at the same moment; retry.",
+                field="external_ids",
+            ) from exc
         if sqlstate == _UNIQUE_VIOLATION and constraint and "email" in constraint:
             raise AgentEmailTaken(
                 "Another agent of this tenant has this e-mail.", field="email"

@@ -334,6 +334,10 @@ MAX_PARTNERS = 10  # other rows named per row: enough to act on, bounded for a p
 def in_file_problems(rows: Sequence[ImportRow]) -> list[RowProblem]:
     """Rows that repeat an external id, and rows of one agent that overlap
     each other (both rows of each pair are reported)."""
+    return duplicate_problems(rows) + overlap_problems(rows)
+
+
+def duplicate_problems(rows: Sequence[ImportRow]) -> list[RowProblem]:
     problems: list[RowProblem] = []
     by_external: dict[str, list[ImportRow]] = {}
     for r in rows:
@@ -354,6 +358,11 @@ def in_file_problems(rows: Sequence[ImportRow]) -> list[RowProblem]:
                     other_row=twin.row,
                 )
             )
+    return problems
+
+
+def overlap_problems(rows: Sequence[ImportRow]) -> list[RowProblem]:
+    problems: list[RowProblem] = []
     by_row = {r.row: r for r in rows}
     spans = [Span(r.row, r.agent_id, r.starts_at, r.ends_at) for r in rows if r.agent_id]
     named: dict[int, int] = {}

@@ -20,7 +20,6 @@ import asyncio
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import IO, Any
@@ -28,14 +27,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.agents.errors import UnknownProject
 from service.agents.repository import db_error
 from service.core.concurrency import check_if_match
 from service.core.errors import NotFound, PayloadTooLarge
-from service.core.time import new_id, utcnow
+from service.core.time import utcnow
 from service.projects.models import Project
 from service.shifts import repository as repo
 from service.shifts.errors import (
@@ -58,7 +57,8 @@ from service.shifts.rows import (
     FileProblem,
     Parsed,
     RowProblem,
-    in_file_problems,
+    duplicate_problems,
+    overlap_problems,
     parse_csv,
     parse_json_rows,
     range_problem,
@@ -80,6 +80,8 @@ from tenants.audit import record_event
 from tenants.context import TenantContext, ensure_visible
 
 EXCLUSION_VIOLATION = "23P01"
+DEADLOCK_DETECTED = "40P01"
+DEADLOCK_RETRIES = 3
 UNIQUE_VIOLATION = "23505"
 MAX_WINDOW_DAYS = 62
 INTERVALS = (15, 30, 60)
@@ -159,29 +161,53 @@ async def _visible_project(
     return project
 
 
-@asynccontextmanager
-async def _booking(
-    session: AsyncSession, ctx: TenantContext, booking: _Booking, shift_id: uuid.UUID | None
-) -> AsyncIterator[None]:
-    """Make the changes of the block and flush them in a savepoint; the
-    exclusion constraint is the judge of overlaps. (Changes go inside the
-    block: opening a savepoint flushes what is pending outside it.)"""
-    try:
-        async with session.begin_nested():
-            yield
-            await session.flush()
-    except IntegrityError as exc:
-        sqlstate, _ = db_error(exc)
-        if sqlstate == EXCLUSION_VIOLATION:
-            clashes = await repo.clashing_shifts(
-                session, ctx, booking.agent_id, booking.starts_at, booking.ends_at, exclude=shift_id
-            )
-            raise _overlaps(ctx, clashes) from exc
-        if sqlstate == UNIQUE_VIOLATION:
-            raise ShiftExternalIdTaken(
-                "Another shift of this tenant has this external_id.", field="external_id"
-            ) from exc
-        raise
+async def _save_booking(
+    session: AsyncSession,
+    ctx: TenantContext,
+    booking: _Booking,
+    shift: Shift,
+    values: dict[str, Any],
+    *,
+    new: bool,
+) -> None:
+    """Write the shift in a savepoint; the exclusion constraint is the judge
+    of overlaps. Two bookings that clash can each wait for the other inside
+    the constraint check; PostgreSQL then aborts one with a deadlock, which is
+    retried here: the retry waits for the other to commit and gets the clash
+    (and its shift) like any other loser."""
+    shift_id = shift.id  # a rolled-back savepoint expires the object's attributes
+    for attempt in range(DEADLOCK_RETRIES):
+        try:
+            # Changes go inside: opening a savepoint flushes what is pending.
+            async with session.begin_nested():
+                for key, value in values.items():
+                    setattr(shift, key, value)
+                if new:
+                    session.add(shift)
+                await session.flush()
+        except DBAPIError as exc:
+            sqlstate, _ = db_error(exc)
+            if sqlstate == DEADLOCK_DETECTED and attempt + 1 < DEADLOCK_RETRIES:
+                continue
+            if sqlstate == EXCLUSION_VIOLATION:
+                clashes = await repo.clashing_shifts(
+                    session,
+                    ctx,
+                    booking.agent_id,
+                    booking.starts_at,
+                    booking.ends_at,
+                    exclude=None if new else shift_id,
+                )
+                raise _overlaps(ctx, clashes) from exc
+            if sqlstate == UNIQUE_VIOLATION:
+                raise ShiftExternalIdTaken(
+                    "Another shift of this tenant has this external_id.", field="external_id"
+                ) from exc
+            raise
+        if attempt and not new:
+            # The rolled-back savepoint expired what the retry did not set again.
+            await session.refresh(shift)
+        return
 
 
 def _overlaps(ctx: TenantContext, clashes: list[Clash]) -> ShiftOverlaps:
@@ -215,8 +241,7 @@ async def create_shift(session: AsyncSession, ctx: TenantContext, data: ShiftCre
         note=data.note,
         external_id=data.external_id,
     )
-    async with _booking(session, ctx, booking, None):
-        session.add(shift)
+    await _save_booking(session, ctx, booking, shift, {}, new=True)
     return shift
 
 
@@ -261,16 +286,18 @@ async def update_shift(
     rebooked = any(k in changes for k in ("agent_id", "project_id", "start", "end", "activity"))
     if rebooked:
         await _check_booking(session, ctx, booking, agent_changed=agent_id != shift.agent_id)
-    async with _booking(session, ctx, booking, shift.id):
-        shift.agent_id, shift.project_id, shift.client_id = agent_id, project.id, project.client_id
-        shift.starts_at, shift.ends_at = booking.starts_at, booking.ends_at
-        shift.activity = booking.activity
-        if "note" in changes:
-            shift.note = changes["note"]
-        if "external_id" in changes:
-            shift.external_id = changes["external_id"]
-        shift.version += 1
-        shift.updated_at = utcnow()
+    values: dict[str, Any] = {
+        "agent_id": agent_id,
+        "project_id": project.id,
+        "client_id": project.client_id,
+        "starts_at": booking.starts_at,
+        "ends_at": booking.ends_at,
+        "activity": booking.activity,
+        "version": shift.version + 1,
+        "updated_at": utcnow(),
+    }
+    values.update({k: changes[k] for k in ("note", "external_id") if k in changes})
+    await _save_booking(session, ctx, booking, shift, values, new=False)
     return shift
 
 
@@ -337,14 +364,16 @@ async def import_shifts(
                 )
             )
 
-    if len(rows) > THREAD_ROWS:
-        problems += await asyncio.to_thread(in_file_problems, rows)
-    else:
-        problems += in_file_problems(rows)
-
+    problems += duplicate_problems(rows)
     by_row = {r.row: r for r in rows}
-    ids = [new_id() for _ in rows]
-    await repo.stage_rows(session, rows, ids)
+    await repo.stage_rows(session, rows)
+    overlapping = set(await repo.stage_overlapping_agents(session))
+    if overlapping:
+        suspects = [r for r in rows if r.agent_id in overlapping]
+        if len(suspects) > THREAD_ROWS:
+            problems += await asyncio.to_thread(overlap_problems, suspects)
+        else:
+            problems += overlap_problems(suspects)
     for row_no, code in await repo.stage_problems(session, ctx):
         field, message = _MESSAGES[code]
         problems.append(RowProblem(row_no, code, message, field, by_row[row_no].line))
@@ -405,8 +434,8 @@ async def import_shifts(
 
     try:
         inserted, updated = await repo.write_staged(session, ctx)
-    except IntegrityError as exc:
-        if db_error(exc)[0] == EXCLUSION_VIOLATION:
+    except DBAPIError as exc:
+        if db_error(exc)[0] in {EXCLUSION_VIOLATION, DEADLOCK_DETECTED}:
             raise ScheduleChanged(
                 "A shift booked while this import ran clashes with it; nothing was written. Retry.",
             ) from exc
