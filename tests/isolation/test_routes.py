@@ -167,7 +167,9 @@ def _fill(path: str, values: dict[str, str]) -> str:
 def _attempt(route: Route, actor: Actor, query_fn: Any, mode: str) -> Attempt | None:
     """What `actor` sends to `route` and what it must get back; None: not applicable."""
     refs = actor.refs()
-    label = mode + (" + query" if query_fn else "")
+    label = (mode if route.kind == "object" else "no object in path") + (
+        " + query" if query_fn else ""
+    )
     lacks = route.permission is not None and route.permission not in actor.permissions
 
     if route.kind == "public" or actor.group == "public":
