@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlmodel import col
 
+from service.core.errors import DependencyUnavailable
 from service.core.time import utcnow
 from tenants.models import SigningKey
 from tenants.security import decrypt, encrypt
@@ -36,6 +37,11 @@ REFRESH_S = 300.0
 UNKNOWN_KID_RELOAD_S = 60.0
 _PURPOSE = b"signing-key"
 _ROTATION_LOCK = 0x63616C6C70616374  # "callpact": one rotation at a time, platform-wide
+
+
+class SigningKeyUnavailable(DependencyUnavailable):
+    code = "signing_key_unavailable"
+    title = "No signing key"
 
 
 class KeyStore:
@@ -84,7 +90,11 @@ class KeyStore:
         if self._signing is None:
             await self.load()
         if self._signing is None:
-            raise RuntimeError("no signing key: run `callpact keys rotate`")
+            # The worker's daily rotation was missed for a whole day: refuse to sign (503),
+            # never a 500; `callpact keys rotate` or an API restart adds a key.
+            raise SigningKeyUnavailable(
+                "No signing key is valid; an operator must run `callpact keys rotate`."
+            )
         return self._signing
 
     async def verification_key(self, kid: str) -> ECKey | None:
