@@ -21,6 +21,7 @@ from service.core.middleware import BodyLimitMiddleware, RequestContextMiddlewar
 from service.core.redis import create_redis
 from service.health.router import router as health_router
 from service.kpis import router as kpis
+from service.operations import router as operations
 from service.projects import router as projects
 from service.shifts import router as shifts
 from tenants.keys import open_key_store
@@ -50,7 +51,7 @@ def api_router() -> APIRouter:
     router.include_router(tenant_router)
     router.include_router(idp_router)
     router.include_router(oidc_router)
-    for domain in (clients, projects, contracts, agents, shifts, contacts, kpis):
+    for domain in (clients, projects, contracts, agents, shifts, contacts, kpis, operations):
         router.include_router(domain.router)
     return router
 
