@@ -64,6 +64,7 @@ class Actor:
     code: str | None = None
     """The problem `code` a credential actor must get on tenant routes."""
     user_id: uuid.UUID | None = None
+    role: str | None = None
 
     def refs(self) -> Refs:
         return Refs(self.victim, self.own, self.hidden)
@@ -217,6 +218,7 @@ async def iso(iso_app: FastAPI, iso_http: AsyncClient, settings: Settings, db: D
         viewer_hidden,
         viewer_secrets,
         user_id=a.users["viewer_c2"],
+        role="client_viewer",
     )
     actors["a_supervisor_without_project"] = Actor(
         "a_supervisor_without_project",
@@ -228,6 +230,7 @@ async def iso(iso_app: FastAPI, iso_http: AsyncClient, settings: Settings, db: D
         supervisor_hidden,
         supervisor_secrets,
         user_id=a.users["supervisor"],
+        role="supervisor",
     )
     assert set(ACTOR_NAMES) | {"public"} == set(actors)
     return Iso(a, b, c, d, actors)

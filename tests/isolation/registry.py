@@ -107,6 +107,8 @@ class Route:
     ok: frozenset[int] = frozenset({200})
     victim_ok: frozenset[int] = frozenset({404, 422})
     own_target: bool = False
+    refused: frozenset[str] = frozenset()
+    """Roles refused with 403 although they hold `permission` (e.g. client viewers)."""
     reason: str = ""
     path_params: Builder | None = None
     expect: frozenset[int] = frozenset()
@@ -171,11 +173,13 @@ def tenant(
     raw: Builder | None = None,
     ok: tuple[int, ...] = (200,),
     victim_ok: tuple[int, ...] = (404, 422),
+    refused: tuple[str, ...] = (),
 ) -> Route:
     return Route(
         method,
         path,
         "tenant",
+        refused=frozenset(refused),
         permission=permission,
         body=body,
         queries=queries,
@@ -199,11 +203,13 @@ def obj(
     own_target: bool = False,
     ok: tuple[int, ...] = (200,),
     victim_ok: tuple[int, ...] = (404, 422),
+    refused: tuple[str, ...] = (),
 ) -> Route:
     return Route(
         method,
         path,
         "object",
+        refused=frozenset(refused),
         target=target,
         permission=permission,
         params=params,
@@ -740,6 +746,50 @@ ROUTES: list[Route] = [
             "text/csv",
         ),
         victim_ok=(200, 422),
+    ),
+    # operations: agent KPIs, double bookings, data quality
+    obj(
+        "GET",
+        f"{API}/agents/{{agent_id}}/kpis",
+        "agents",
+        "ops:read",
+        queries=(
+            lambda r: {"from": "2026-03-01", "to": "2026-03-04"},
+            lambda r: {
+                "from": "2026-03-01",
+                "to": "2026-03-04",
+                "project_id": r.victim("projects"),
+            },
+        ),
+    ),
+    obj(
+        "GET",
+        f"{API}/projects/{{project_id}}/agent-kpis",
+        "projects",
+        "ops:read",
+        queries=(lambda r: {"from": "2026-03-01", "to": "2026-03-04"},),
+    ),
+    tenant(
+        "GET",
+        f"{API}/double-bookings",
+        "ops:read",
+        # Every finding names a second project, usually another client's.
+        refused=("client_viewer",),
+        queries=(
+            lambda r: {"from": "2026-03-01", "to": "2026-03-04"},
+            lambda r: {"from": "2026-03-01", "to": "2026-03-04", "agent_id": r.victim("agents")},
+            lambda r: {
+                "from": "2026-03-01",
+                "to": "2026-03-04",
+                "project_id": r.victim("projects"),
+            },
+        ),
+    ),
+    tenant(
+        "GET",
+        f"{API}/data-quality",
+        "ops:read",
+        queries=(lambda r: {"from": "2026-03-01", "to": "2026-03-04"},),
     ),
 ]
 

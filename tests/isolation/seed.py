@@ -337,6 +337,28 @@ async def seed_contacts(env: SeedEnv, w: World) -> None:
             },
         )
         assert receipt["accepted"] == 1, receipt
+    # A double booking: the agent, on shift on project 1 on 2026-03-02, takes a contact
+    # of project 2 at that time (so findings name both clients' projects).
+    agent = w.objects["agents"][0]
+    receipt = await env.call(
+        w,
+        "POST",
+        "/contacts:batch",
+        {
+            "records": [
+                {
+                    "external_id": f"{w.client_marker('c2')}-double",
+                    "project_id": str(w.projects_of_client["c2"]),
+                    "queued_at": "2026-03-02T10:30:00Z",
+                    "answered_at": "2026-03-02T10:30:05Z",
+                    "ended_at": "2026-03-02T10:40:00Z",
+                    "outcome": "answered",
+                    "agent_key": agent.refs["external_id"],
+                }
+            ]
+        },
+    )
+    assert receipt["accepted"] == 1, receipt
 
 
 @seeder

@@ -170,7 +170,9 @@ def _attempt(route: Route, actor: Actor, query_fn: Any, mode: str) -> Attempt | 
     label = (mode if route.kind == "object" else "no object in path") + (
         " + query" if query_fn else ""
     )
-    lacks = route.permission is not None and route.permission not in actor.permissions
+    lacks = (
+        route.permission is not None and route.permission not in actor.permissions
+    ) or actor.role in route.refused
 
     if route.kind == "public" or actor.group == "public":
         if route.kind != "public" or actor.group != "public" or route.method == "MOUNT":
@@ -233,7 +235,12 @@ def _attempt(route: Route, actor: Actor, query_fn: Any, mode: str) -> Attempt | 
     except NotApplicable:
         if not lacks:
             return None
-        query, body, files, raw = None, None, None, None
+        # Refused anyway: any object of A makes a well-formed request.
+        anything = Refs(actor.victim, actor.own, lambda o: True)
+        query = query_fn(anything) if query_fn else None
+        body = route.body(anything) if route.body else None
+        files = route.files(anything) if route.files else None
+        raw = route.raw(anything) if route.raw else None
     names_victim = bool(refs.used)
     write = route.method != "GET"
     if lacks:
@@ -476,6 +483,7 @@ def minimum_routes(actor: Actor) -> set[tuple[str, str]]:
         for r in ROUTES
         if r.kind == "platform"
         or (r.permission is not None and r.permission not in actor.permissions)
+        or actor.role in r.refused
         or (r.kind == "tenant" and r.method == "GET")
     }
 
