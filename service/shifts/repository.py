@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Select, and_, func, literal, or_, select, text
-from sqlalchemy.dialects.postgresql import TSTZRANGE
+from sqlalchemy import DateTime, Integer, Select, Uuid, and_, bindparam, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -28,7 +27,7 @@ from service.agents.models import Agent, Certification
 from service.core.pagination import paginate
 from service.projects.models import Project
 from service.shifts.intervals import MAX_SHIFT
-from service.shifts.models import DURING, Shift
+from service.shifts.models import Shift
 from service.shifts.rows import ImportRow
 from tenants.context import TenantContext, scoped
 
@@ -43,10 +42,6 @@ UUID7 = (
 _TS = DateTime(timezone=True)
 
 
-def _range(start: datetime, end: datetime) -> Any:
-    return func.tstzrange(literal(start, _TS), literal(end, _TS), literal("[)"), type_=TSTZRANGE)
-
-
 @dataclass(frozen=True, slots=True)
 class Clash:
     id: uuid.UUID
@@ -54,6 +49,27 @@ class Clash:
     client_id: uuid.UUID
     starts_at: datetime
     ends_at: datetime
+
+
+# Hot path (every booking that clashes, and availability checks): plain SQL,
+# prepared once per connection, answered from the agent's index entries.
+_CLASHES = text(
+    """
+    select id, project_id, client_id, starts_at, ends_at from shifts
+    where tenant_id = :tenant and agent_id = :agent
+      and during && tstzrange(:starts_at, :ends_at, '[)')
+      and id is distinct from :exclude
+    order by starts_at
+    limit :limit
+    """
+).bindparams(
+    bindparam("tenant", type_=Uuid()),
+    bindparam("agent", type_=Uuid()),
+    bindparam("starts_at", type_=_TS),
+    bindparam("ends_at", type_=_TS),
+    bindparam("exclude", type_=Uuid()),
+    bindparam("limit", type_=Integer()),
+)
 
 
 async def clashing_shifts(
@@ -66,27 +82,19 @@ async def clashing_shifts(
     exclude: uuid.UUID | None = None,
     limit: int = 10,
 ) -> list[Clash]:
-    """The agent's shifts overlapping `[starts_at, ends_at)`, on any project
-    (the exclusion constraint's GiST index answers this)."""
-    stmt = (
-        select(
-            col(Shift.id),
-            col(Shift.project_id),
-            col(Shift.client_id),
-            col(Shift.starts_at),
-            col(Shift.ends_at),
-        )
-        .where(
-            col(Shift.tenant_id) == ctx.tenant_id,
-            col(Shift.agent_id) == agent_id,
-            DURING.op("&&")(_range(starts_at, ends_at)),
-        )
-        .order_by(col(Shift.starts_at))
-        .limit(limit)
+    """The agent's shifts overlapping `[starts_at, ends_at)`, on any project."""
+    result = await session.execute(
+        _CLASHES,
+        {
+            "tenant": ctx.tenant_id,
+            "agent": agent_id,
+            "starts_at": starts_at,
+            "ends_at": ends_at,
+            "exclude": exclude,
+            "limit": limit,
+        },
     )
-    if exclude is not None:
-        stmt = stmt.where(col(Shift.id) != exclude)
-    return [Clash(*row) for row in (await session.execute(stmt)).all()]
+    return [Clash(*row) for row in result.all()]
 
 
 async def get_shift(
@@ -275,6 +283,8 @@ async def stage_rows(session: AsyncSession, rows: Sequence[ImportRow]) -> None:
     # The checks below are a few set-wise queries whose cost estimates would
     # switch JIT compilation on: it costs more than it saves at this size.
     await session.execute(text("set local jit = off"))
+    # Sorting a file's rows into agent order should not spill to disk.
+    await session.execute(text("set local work_mem = '64MB'"))
     await session.execute(
         text(
             f"""
@@ -354,6 +364,7 @@ async def stage_problems(session: AsyncSession, ctx: TenantContext) -> list[tupl
     result = await session.execute(
         text(
             f"""
+            select * from (
             select s.row_no,
                    case
                      when a.id is null then 'unknown_agent'
@@ -366,21 +377,20 @@ async def stage_problems(session: AsyncSession, ctx: TenantContext) -> list[tupl
                    case
                      when a.status = 'active' and p.status = 'active'
                       and s.activity <> 'training'
-                      and not exists (
-                        select 1 from agent_certifications c
-                        where c.tenant_id = :t and c.agent_id = s.agent_id
-                          and c.project_id = s.project_id
-                          and c.certified_from <= (s.starts_at at time zone p.time_zone)::date
-                          and (c.certified_until is null
-                               or c.certified_until >= (s.starts_at at time zone p.time_zone)::date))
+                      and (c.agent_id is null
+                           or c.certified_from > (s.starts_at at time zone p.time_zone)::date
+                           or c.certified_until < (s.starts_at at time zone p.time_zone)::date)
                      then 'not_certified'
                    end as certification_problem
             from {STAGE} s
             left join agents a on a.tenant_id = :t and a.id = s.agent_id
             left join projects p on p.tenant_id = :t and p.id = s.project_id{project_scope}
+            -- One certification per agent and project (a unique key): a join, not a probe per row.
+            left join agent_certifications c on c.tenant_id = :t and c.agent_id = s.agent_id
+              and c.project_id = s.project_id
             where s.agent_id is not null
-              and (a.id is null or a.status <> 'active' or p.id is null or p.status <> 'active'
-                   or s.activity <> 'training')
+            ) checked
+            where coalesce(agent_problem, project_problem, certification_problem) is not null
             """
         ),
         params,
