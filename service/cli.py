@@ -631,7 +631,7 @@ def import_contacts(
             "import keeps what it committed, and running it again is safe (what landed "
             "counts as duplicates).",
         ),
-    ] = 5_000,
+    ] = 10_000,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the receipt as JSON (for scripts).")
     ] = False,
@@ -742,7 +742,7 @@ def import_agent_states(
             help="Events per batch. Each batch is committed on its own; running the file "
             "again is safe (what landed counts as duplicates).",
         ),
-    ] = 5_000,
+    ] = 10_000,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the receipt as JSON (for scripts).")
     ] = False,

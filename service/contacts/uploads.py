@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import io
 import json
 import os
@@ -80,7 +81,7 @@ SOURCE_KINDS: dict[str, str] = {
     "queue_log_extended_csv": "queue_log",
     "queue_log_mysql": "queue_log",
 }
-BATCH_SIZE = 5_000
+BATCH_SIZE = 10_000
 MAX_PROBLEMS = 1_000
 KEEPALIVE_S = 10.0
 """While a slow client uploads, the request's transaction (opened to authenticate)
@@ -475,6 +476,7 @@ class UploadImport:
         self.position = 0
         self._state: dict[str, Any] | None = None
         self._reader: _Reader | None = None
+        self._ahead: asyncio.Future[tuple[list[Item], int]] | None = None
         self._row = 0
         self._produced = 0
         self._last_event: datetime | None = None
@@ -516,9 +518,15 @@ class UploadImport:
         """Parse and ingest the next batch; False when the file is done."""
         reader = self._reader
         assert reader is not None, "open() first"
-        batch, self.position = await asyncio.to_thread(reader.read, self.batch_size)
+        ahead = self._ahead or asyncio.ensure_future(
+            asyncio.to_thread(reader.read, self.batch_size)
+        )
+        self._ahead = None
+        batch, self.position = await ahead
         if not batch:
             return False
+        # Parse the next batch in the worker thread while this one is ingested.
+        self._ahead = asyncio.ensure_future(asyncio.to_thread(reader.read, self.batch_size))
         self._refuse_if_unreadable(reader, batch)
         result = self.result
         contacts: list[tuple[int, ContactRecord]] = []
@@ -605,7 +613,7 @@ class UploadImport:
         """Ingest the calls still open, save the source's state; the result."""
         reader = self._reader
         assert reader is not None, "open() first"
-        await asyncio.to_thread(reader.close)
+        await self.close()
         result = self.result
         result.stats = reader.stats
         parser = reader.queue_log
@@ -653,6 +661,11 @@ class UploadImport:
 
     async def close(self) -> None:
         """Release the file after a failure (finish() does it on success)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            # The reader is not thread-safe: let a read in flight end before closing it.
+            with contextlib.suppress(Exception):
+                await ahead
         if self._reader is not None:
             await asyncio.to_thread(self._reader.close)
 
