@@ -60,6 +60,7 @@ class Client(SQLModel, table=True):
     """A BPO's customer (the employer). Its operations fields live with the clients domain."""
 
     __tablename__ = "clients"
+    __client_column__ = "id"  # a client viewer sees its own client only (scoped())
 
     tenant_id: uuid.UUID = Field(primary_key=True, foreign_key="tenants.id")
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
