@@ -63,7 +63,10 @@ def pg_server() -> Iterator[Server]:
     if url:
         yield Server(url)
         return
-    embedded = EmbeddedPostgres(ROOT / "var" / "test-pg", database="postgres")
+    # One embedded server per xdist worker: a shared one would be stopped under
+    # the other worker by whichever finishes first.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    embedded = EmbeddedPostgres(ROOT / "var" / f"test-pg-{worker}", database="postgres")
     dsn = embedded.start()
     try:
         yield Server(dsn)
