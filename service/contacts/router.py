@@ -128,7 +128,6 @@ async def _body(request: Request) -> AsyncIterator[bytes]:
                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
                 "text/csv": {"schema": {"type": "string"}},
                 "text/plain": {"schema": {"type": "string"}},
-                "application/json": {"schema": {"type": "string"}},
             },
         }
     },

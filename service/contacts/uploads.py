@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import IO, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import structlog
 from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -88,6 +89,8 @@ KEEPALIVE_S = 10.0
 would sit idle past `idle_in_transaction_session_timeout`; a trivial query this
 often keeps it alive."""
 _SPOOL_WRITE = 1 << 20
+
+log = structlog.get_logger("callpact.uploads")
 
 
 class UploadOptionInvalid(AppError):
@@ -294,11 +297,10 @@ class _Reader:
     `asyncio.to_thread`, one at a time.
     """
 
-    def __init__(self, path: Path, spec: UploadSpec, state: dict[str, Any] | None) -> None:
+    def __init__(self, path: Path, spec: UploadSpec, parser: QueueLogParser | None) -> None:
         self.path = path
         self.spec = spec
-        self.state = state
-        self.queue_log: QueueLogParser | None = None
+        self.queue_log: QueueLogParser | None = parser
         self.csv: CsvRecordParser | None = None
         self.connect: ConnectImport | None = None
         self._fp: IO[bytes] | None = None
@@ -318,7 +320,7 @@ class _Reader:
             # come as files of a few MB per hour, far below the streamed formats.
             self.connect = parse_ctr(fp, name)
             return iter([*self.connect.issues, *self.connect.records])
-        parser = self.queue_log = QueueLogParser(self.state)
+        parser = self.queue_log = self.queue_log or QueueLogParser()
         if spec.format == "queue_log":
             # Held here and closed explicitly: a wrapper left to the garbage collector when the
             # parser's generator ends would close the file with a ResourceWarning.
@@ -474,7 +476,7 @@ class UploadImport:
         self.batch_size = batch_size
         self.result = UploadResult(spec)
         self.position = 0
-        self._state: dict[str, Any] | None = None
+        self._parser: QueueLogParser | None = None
         self._reader: _Reader | None = None
         self._ahead: asyncio.Future[tuple[list[Item], int]] | None = None
         self._row = 0
@@ -508,11 +510,36 @@ class UploadImport:
                     {"t": self.tenant_id, "k": self.spec.kind, "n": self.spec.source},
                 )
             ).scalar_one_or_none()
-            self._state = state or None
+            self._parser = await asyncio.to_thread(self._continue, state or None)
+
+    def _continue(self, state: dict[str, Any] | None) -> QueueLogParser:
+        """The parser where the last import of the source ended. A state this version cannot
+        read (written by another parser version, damaged) is set aside with a problem: the
+        import then starts afresh, which loses only the overlap check and the open calls
+        (their ends are rebuilt from the logged durations; records are still deduplicated)."""
+        if state is None:
+            return QueueLogParser()
+        try:
+            return QueueLogParser(state)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            log.warning("queue_log_state_unreadable", source=self.spec.source, error=str(exc))
+            self.result.problem(
+                {
+                    "stage": "parse",
+                    "line": None,
+                    "record": None,
+                    "column": None,
+                    "field": "source",
+                    "reason": f"the saved state of source {self.spec.source!r} could not be "
+                    f"read ({exc}); this file was imported without it",
+                    "excerpt": "",
+                }
+            )
+            return QueueLogParser()
 
     def open(self, path: Path, size: int) -> None:
         self.result.size = size
-        self._reader = _Reader(path, self.spec, self._state)
+        self._reader = _Reader(path, self.spec, self._parser)
 
     async def step(self, session: AsyncSession) -> bool:
         """Parse and ingest the next batch; False when the file is done."""
