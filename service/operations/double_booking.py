@@ -165,13 +165,13 @@ logged as (
          h.other as other_project_id, lower(u.piece) as s, upper(u.piece) as e,
          '[]'::jsonb as contacts,
          jsonb_build_array(jsonb_build_object('id', h.shift_id, 'project_id', h.other)) as shifts,
-         array(select x.event_id from hits x
-               where x.agent_id = h.agent_id and x.project_id = h.project_id
-                 and x.shift_id = h.shift_id and x.r && u.piece
-               order by lower(x.r), x.event_id) as events
+         array_agg(x.event_id order by lower(x.r), x.event_id) as events
   from (select agent_id, project_id, other, shift_id, range_agg(r) as m
         from hits group by agent_id, project_id, other, shift_id) h
   cross join lateral unnest(h.m) as u(piece)
+  join hits x on x.agent_id = h.agent_id and x.project_id = h.project_id
+   and x.shift_id = h.shift_id and x.r && u.piece
+  group by h.agent_id, h.project_id, h.other, h.shift_id, u.piece
 ),
 found as (
   select * from pairs union all select * from outside union all select * from logged
