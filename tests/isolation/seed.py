@@ -560,11 +560,17 @@ async def victim_rows(db: Database, tenant_id: uuid.UUID) -> list[Row]:
     return rows
 
 
-async def snapshot(db: Database, tenant_id: uuid.UUID) -> list[str]:
-    """Every row of the tenant in every tenant table (and its tenant row), as JSON lines."""
-    async with db.admin_engine.connect() as conn:
-        tables = list(
-            (
+class Snapshots:
+    """Every row of a tenant in every tenant table (and its tenant row), as JSON lines;
+    a fingerprint first, so an unchanged tenant costs one small answer."""
+
+    def __init__(self, db: Database, tenant_id: uuid.UUID) -> None:
+        self.db, self.tenant_id = db, tenant_id
+        self._union: str | None = None
+
+    async def _sql(self, conn: Any) -> str:
+        if self._union is None:
+            tables = (
                 await conn.execute(
                     text(
                         """
@@ -578,11 +584,28 @@ async def snapshot(db: Database, tenant_id: uuid.UUID) -> list[str]:
                     )
                 )
             ).scalars()
-        )
-        parts = [
-            f"select '{t}' || ' ' || to_jsonb(x)::text from \"{t}\" x where tenant_id = :t"
-            for t in tables
-        ]
-        parts.append("select 'tenants ' || to_jsonb(x)::text from tenants x where id = :t")
-        lines = (await conn.execute(text(" union all ".join(parts)), {"t": tenant_id})).scalars()
-        return sorted(lines)
+            parts = [
+                f"select '{t}' || ' ' || to_jsonb(x)::text from \"{t}\" x where tenant_id = :t"
+                for t in tables
+            ]
+            parts.append("select 'tenants ' || to_jsonb(x)::text from tenants x where id = :t")
+            self._union = " union all ".join(parts)
+        return self._union
+
+    async def fingerprint(self) -> str:
+        async with self.db.admin_engine.connect() as conn:
+            sql = await self._sql(conn)
+            value: str = (
+                await conn.execute(
+                    text(
+                        f"select md5(coalesce(string_agg(l, E'\\n' order by l), '')) from ({sql}) u(l)"
+                    ),
+                    {"t": self.tenant_id},
+                )
+            ).scalar_one()
+        return value
+
+    async def lines(self) -> list[str]:
+        async with self.db.admin_engine.connect() as conn:
+            sql = await self._sql(conn)
+            return sorted((await conn.execute(text(sql), {"t": self.tenant_id})).scalars())
