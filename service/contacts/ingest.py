@@ -245,6 +245,7 @@ async def ingest_records(
         await session.execute(text(statement), params)
     await apply_ingest_delta(session, tenant_id)
     result = await session.execute(text(VERDICTS), params)
+    issues: Counter[tuple[str, str, str]] = Counter()  # (feed, kind, subject)
     for row in result.mappings():
         verdict = row["verdict"]
         if verdict == "new":
@@ -264,28 +265,29 @@ async def ingest_records(
                 )
             )
             receipt.unmapped_queues[row["queue_key"] or ""] += 1
+            issues[(row["source"], "unmapped_queue", row["queue_key"] or "")] += 1
         elif verdict == "unknown_project":
             receipt.rejected.append(RowProblem(row["row_no"], "project_id", "no such project"))
         if row["agent_unmapped"] and verdict in ("new", "update"):
             receipt.unmapped_agents[row["agent_key"]] += 1
-    await _record_unmapped(session, tenant_id, receipt)
+            issues[(row["source"], "unmapped_agent", row["agent_key"])] += 1
+    await _record_unmapped(session, tenant_id, issues)
     return receipt
 
 
-async def _record_unmapped(session: AsyncSession, tenant_id: uuid.UUID, receipt: Receipt) -> None:
-    """Data quality: remember unmapped queues and agents, with counts."""
-    items = [("unmapped_queue", k, n) for k, n in receipt.unmapped_queues.items()] + [
-        ("unmapped_agent", k, n) for k, n in receipt.unmapped_agents.items()
-    ]
-    for kind, subject, n in items:
+async def _record_unmapped(
+    session: AsyncSession, tenant_id: uuid.UUID, issues: Counter[tuple[str, str, str]]
+) -> None:
+    """Data quality: remember unmapped queues and agents per feed, with counts."""
+    for (source, kind, subject), n in issues.items():
         await session.execute(
             text(
                 "insert into ingest_issues (tenant_id, id, source, kind, subject, occurrences) "
-                "values (:t, :id, 'contacts', :k, :s, :n) "
+                "values (:t, :id, :src, :k, :s, :n) "
                 "on conflict (tenant_id, source, kind, subject) do update "
                 "set occurrences = ingest_issues.occurrences + excluded.occurrences, last_seen = now()"
             ),
-            {"t": tenant_id, "id": uuid.uuid4(), "k": kind, "s": subject, "n": n},
+            {"t": tenant_id, "id": uuid.uuid4(), "src": source, "k": kind, "s": subject, "n": n},
         )
 
 
@@ -404,7 +406,7 @@ PIPELINE: tuple[str, ...] = (
 )
 
 VERDICTS = """
-select m.row_no, m.queue_key, m.agent_key, m.agent_unmapped,
+select m.row_no, m.source, m.queue_key, m.agent_key, m.agent_unmapped,
        coalesce(m.problem, v.verdict) as verdict
 from stage_mapped m
 left join stage_verdicts v on v.row_no = m.row_no
