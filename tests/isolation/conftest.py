@@ -33,8 +33,10 @@ from tests.isolation.seed import (
 
 Group = Literal["public", "credential", "cross_tenant", "in_tenant"]
 
-# Attempts per actor, printed at the end of the run.
-STATS: dict[str, tuple[int, int]] = {}
+# Attempts per actor (attempts, random-id controls, the minimum it had to make), gathered
+# from the tests' reports, so that it works with xdist too; printed at the end of the run.
+STATS: dict[str, tuple[int, int, int]] = {}
+STATS_KEY = "isolation_attempts"
 
 ACTOR_NAMES = (
     "anonymous",
@@ -79,15 +81,23 @@ class Iso:
     actors: dict[str, Actor]
 
 
+def pytest_runtest_logreport(report: Any) -> None:
+    for key, value in getattr(report, "user_properties", ()):
+        if key == STATS_KEY:
+            name, attempts, controls, minimum = value
+            STATS[name] = (attempts, controls, minimum)
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not STATS:
         return
-    attempts = sum(a for a, _ in STATS.values())
-    controls = sum(c for _, c in STATS.values())
+    attempts = sum(a for a, _, _ in STATS.values())
+    controls = sum(c for _, c, _ in STATS.values())
+    minimum = sum(m for _, _, m in STATS.values())
     terminalreporter.write_line(
-        f"isolation suite: {attempts} attempts and {controls} random-id controls"
-        f" by {len(STATS)} actors: "
-        + ", ".join(f"{name} {a}" for name, (a, _) in sorted(STATS.items()))
+        f"isolation suite: {attempts} attempts (at least {minimum} required: the routes each"
+        f" actor must try) and {controls} random-id controls by {len(STATS)} actors: "
+        + ", ".join(f"{name} {a}" for name, (a, _, _) in sorted(STATS.items()))
     )
 
 
