@@ -31,6 +31,9 @@ from pydantic import (
     model_validator,
 )
 
+from service.kpis.formulas import PRESETS as SL_PRESETS
+from service.kpis.formulas import ServiceLevelFormula as SlFormula
+
 Kpi = Literal[
     "service_level",
     "answer_rate",
@@ -127,15 +130,21 @@ class Denominator(_Strict):
         return value
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "SL1": {"numerator": "answered_within", "denominator": {}},
-    "SL2": {"numerator": "answered_within", "denominator": {"abandoned_within_t": False}},
-    "SL3": {
-        "numerator": "answered_within",
-        "denominator": {"abandoned_after_t": False, "abandoned_within_t": False},
-    },
-    "SL4": {"numerator": "handled_within", "denominator": {}},
-}
+def _preset_spec(name: str) -> dict[str, Any]:
+    formula = SlFormula.preset(name)
+    return {
+        "numerator": formula.numerator,
+        "denominator": {
+            "answered": formula.answered,
+            "abandoned_after_t": formula.abandoned_after_t,
+            "abandoned_within_t": formula.abandoned_within_t,
+            "other_exits": formula.other_exits,
+        },
+    }
+
+
+# One definition of the presets: the KPI engine's (service/kpis/formulas.py).
+PRESETS: dict[str, dict[str, Any]] = {name: _preset_spec(name) for name in SL_PRESETS}
 
 
 class ServiceLevelFormula(_Strict):
