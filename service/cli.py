@@ -474,6 +474,7 @@ class ContactFormat(StrEnum):
     queue_log = "queue_log"
     queue_log_extended_csv = "queue_log_extended_csv"
     queue_log_mysql = "queue_log_mysql"
+    queue_log_psql = "queue_log_psql"
     amazon_connect = "amazon_connect"
 
 
@@ -620,7 +621,8 @@ def import_contacts(
         typer.Option(exists=True, dir_okay=False, help="CSV: the column mapping, a JSON file."),
     ] = None,
     time_zone: Annotated[
-        str | None, typer.Option(help="queue_log_mysql: the IANA zone of its DATETIMEs.")
+        str | None,
+        typer.Option(help="queue_log_mysql/_psql: the IANA zone of the table's times."),
     ] = None,
     batch_size: Annotated[
         int,

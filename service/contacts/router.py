@@ -141,7 +141,8 @@ async def upload_contacts(
         Query(
             alias="format",
             description="csv (with `mapping`), queue_log (the flat Asterisk file), "
-            "queue_log_extended_csv, queue_log_mysql (with `time_zone`), amazon_connect (CTRs).",
+            "queue_log_extended_csv, queue_log_mysql and queue_log_psql (table exports, with "
+            "`time_zone`), amazon_connect (contact trace records).",
         ),
     ],
     source: Annotated[
@@ -159,7 +160,7 @@ async def upload_contacts(
     ] = None,
     time_zone: Annotated[
         str | None,
-        Query(description="queue_log_mysql only: the IANA zone of the table's DATETIMEs."),
+        Query(description="queue_log_mysql/_psql only: the IANA zone of the table's times."),
     ] = None,
     filename: Annotated[
         str | None, Query(description="Named in each record's provenance (`raw_ref`).")

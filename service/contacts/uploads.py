@@ -65,22 +65,36 @@ from service.contacts.parsers._common import ImportStats
 from service.contacts.parsers.amazon_connect import ConnectImport, parse_ctr
 from service.contacts.parsers.csv_records import CsvMapping, CsvRecordParser
 from service.contacts.parsers.queue_log import QueueLogParser
-from service.contacts.parsers.queue_log_tables import extended_table_rows, mysql_dump_rows
+from service.contacts.parsers.queue_log_tables import (
+    extended_table_rows,
+    mysql_dump_rows,
+    psql_table_rows,
+)
 from service.contacts.records import AgentStateEvent, ContactRecord, ParsedItem, ParseIssue
 from service.contacts.schemas import CSV_MAPPING
 from service.core.errors import AppError, Conflict
 
 UploadFormat = Literal[
-    "csv", "queue_log", "queue_log_extended_csv", "queue_log_mysql", "amazon_connect"
+    "csv",
+    "queue_log",
+    "queue_log_extended_csv",
+    "queue_log_mysql",
+    "queue_log_psql",
+    "amazon_connect",
 ]
 FORMATS: tuple[str, ...] = get_args(UploadFormat)
-QUEUE_LOG_FORMATS = frozenset({"queue_log", "queue_log_extended_csv", "queue_log_mysql"})
+QUEUE_LOG_FORMATS = frozenset(
+    {"queue_log", "queue_log_extended_csv", "queue_log_mysql", "queue_log_psql"}
+)
+ZONED_FORMATS = frozenset({"queue_log_mysql", "queue_log_psql"})
+"""Table exports whose times are local and carry no zone: the upload names it."""
 SOURCE_KINDS: dict[str, str] = {
     "csv": "csv",
     "amazon_connect": "amazon_connect",
     "queue_log": "queue_log",
     "queue_log_extended_csv": "queue_log",
     "queue_log_mysql": "queue_log",
+    "queue_log_psql": "queue_log",
 }
 BATCH_SIZE = 10_000
 MAX_PROBLEMS = 1_000
@@ -130,7 +144,7 @@ class UploadSpec:
     """The source's name (a PBX, an export job): queue_log continuation state is per source."""
     mapping: CsvMapping | None = None
     time_zone: str | None = None
-    """The zone of the DATETIMEs of a MySQL `queue_log` dump."""
+    """The zone of the local times of a MySQL dump or psql listing of `queue_log`."""
 
     @property
     def kind(self) -> str:
@@ -203,11 +217,11 @@ def upload_spec(
         parsed = csv_mapping(mapping, source)
     elif mapping is not None:
         raise UploadOptionInvalid("mapping: only CSV uploads take a mapping.", field="mapping")
-    if format == "queue_log_mysql":
+    if format in ZONED_FORMATS:
         if time_zone is None:
             raise UploadOptionInvalid(
-                "time_zone: a MySQL queue_log table stores local DATETIMEs; name the PBX's "
-                "IANA time zone (naive times are never guessed).",
+                "time_zone: a queue_log table stores local times without a zone; name the "
+                "PBX's IANA time zone (naive times are never guessed).",
                 field="time_zone",
             )
         try:
@@ -218,7 +232,8 @@ def upload_spec(
             ) from None
     elif time_zone is not None:
         raise UploadOptionInvalid(
-            "time_zone: only queue_log_mysql uploads take a time zone (CSV: in the mapping).",
+            "time_zone: only queue_log_mysql and queue_log_psql uploads take a time zone "
+            "(CSV: in the mapping).",
             field="time_zone",
         )
     return UploadSpec(format, name, source, parsed, time_zone)  # type: ignore[arg-type]
@@ -329,6 +344,12 @@ class _Reader:
         if spec.format == "queue_log_extended_csv":
             return parser.parse_rows(extended_table_rows(fp, name), name)
         assert spec.time_zone is not None
+        if spec.format == "queue_log_psql":
+            # psql's aligned output, as documentation and support tickets quote it; read
+            # whole and sorted by the adapter (such excerpts are often newest first).
+            return parser.parse_rows(
+                psql_table_rows(fp, name, time_zone=spec.time_zone), name, refs="line"
+            )
         return parser.parse_rows(
             mysql_dump_rows(fp, name, time_zone=spec.time_zone), name, refs="row"
         )

@@ -1,5 +1,6 @@
 """A contact-center tenant for upload tests: the queues of the real samples mapped to
-projects (`IT`, `Support`, `sales`, Amazon Connect's `TCC Refrig AC LLA`), a few agents
+projects (`IT`, `Support`, `sales`, Wazo's `q1`, Amazon Connect's `TCC Refrig AC LLA`;
+Wazo's `q2` left unmapped), a few agents
 mapped (`Agent/1127` and its callback member `Local/1127@callback-agent`, `PJSIP/400`,
 Connect's `agent.one`), the rest left unmapped on purpose; helpers to upload and to
 read back what landed (as the admin role)."""
@@ -70,7 +71,7 @@ async def make_center(client: AsyncClient, settings: Settings, db: Database) -> 
     acme = await make_client(db, seed.id, "Acme")
     projects = {
         queue: await make_project(db, seed.id, acme.id, [queue])
-        for queue in ("IT", "Support", "sales", "TCC Refrig AC LLA")
+        for queue in ("IT", "Support", "sales", "q1", "TCC Refrig AC LLA")
     }
     agent_1127 = await add_agent(
         db, seed.id, {"asterisk": "Agent/1127", "asterisk_member": "Local/1127@callback-agent"}

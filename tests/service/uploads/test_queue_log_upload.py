@@ -353,3 +353,46 @@ async def test_garbage_lines_are_named_and_the_rest_lands(
     assert body["accepted"] == 1
     rows = await contact_rows(db, center.seed.id)
     assert rows["1675555752.0@Support"]["outcome"] == "answered"
+
+
+async def test_wazo_documented_rows_as_psql_tables(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    """The Wazo documentation prints queue_log rows as psql tables in local time; the call
+    ids' epoch prefixes (1341401601.24 = 11:33:21 UTC, entered at 07:33:21) say UTC-4,
+    America/Montreal in summer."""
+    center = await make_center(client, settings, db)
+    data = (QUEUE_LOG / "wazo_doc_samples.rst").read_bytes()
+    rows_in_file = [
+        [cell.strip() for cell in line.split("|")]
+        for line in data.decode().splitlines()
+        if line.strip()[:4] == "2012" and "|" in line
+    ]
+    body = await ok(
+        await upload(
+            client,
+            center,
+            data,
+            "queue_log_psql",
+            source="wazo",
+            time_zone="America/Montreal",
+        )
+    )
+    assert body["stats"]["items"] == len(rows_in_file) == 12
+    assert accounted(body["stats"]) == Counter(row[4] for row in rows_in_file)
+    # JOINEMPTY, FULL, CLOSED, an ABANDON and a COMPLETEAGENT whose start is not in the
+    # excerpt (rebuilt from its durations), and ENTERQUEUE + CONNECT still talking.
+    rows = await contact_rows(db, center.seed.id)
+    assert {k: r["outcome"] for k, r in rows.items()} == {
+        "1341401275.9@q1": "exit_empty",
+        "1341401601.24@q1": "answered",
+        "1341401851.34@q1": "answered",
+        "1341402016.44@q1": "overflow",
+        "1341402482.49@q1": "overflow",
+        "1341402586.51@q1": "abandoned",
+    }
+    assert body["open_calls"] == 1
+    completed = rows["1341401851.34@q1"]  # COMPLETEAGENT 2|12|1 at 07:37:46.601754 EDT
+    assert completed["ended_at"] == datetime(2012, 7, 4, 11, 37, 46, 601754, tzinfo=UTC)
+    assert (completed["wait_ms"], completed["talk_ms"]) == (2_000, 12_000)
+    assert body["problems"] == []  # every row read and used
