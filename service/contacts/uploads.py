@@ -97,6 +97,9 @@ SOURCE_KINDS: dict[str, str] = {
     "queue_log_psql": "queue_log",
 }
 BATCH_SIZE = 10_000
+MAX_CONNECT_BYTES = 256 << 20
+"""Amazon Connect files are parsed whole (a JSON value may span any number of lines); CTR
+exports come as files of a few MB, so a bigger one is refused rather than held in memory."""
 MAX_PROBLEMS = 1_000
 KEEPALIVE_S = 10.0
 """While a slow client uploads, the request's transaction (opened to authenticate)
@@ -123,6 +126,12 @@ class UploadIncomplete(AppError):
     status = 400
     code = "upload_incomplete"
     title = "The upload ended before the body was complete"
+
+
+class UploadTooLargeForFormat(AppError):
+    status = 413
+    code = "upload_too_large_for_format"
+    title = "The file is too large for its format"
 
 
 class ImportSourceBusy(Conflict):
@@ -559,6 +568,12 @@ class UploadImport:
             return QueueLogParser()
 
     def open(self, path: Path, size: int) -> None:
+        if self.spec.format == "amazon_connect" and size > MAX_CONNECT_BYTES:
+            raise UploadTooLargeForFormat(
+                f"An Amazon Connect file is read whole; split files over {MAX_CONNECT_BYTES} "
+                "bytes (one export per hour or per day each fit).",
+                limit_bytes=MAX_CONNECT_BYTES,
+            )
         self.result.size = size
         self._reader = _Reader(path, self.spec, self._parser)
 

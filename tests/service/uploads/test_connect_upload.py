@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from httpx import AsyncClient
 
+from service.contacts import uploads
 from service.core.config import Settings
 from service.core.db import Database
 from tests.service.uploads.conftest import CONNECT, contact_rows, make_center, scalar, upload
@@ -123,3 +125,19 @@ async def test_nothing_of_a_refused_file_is_written(
         )
         == 0
     )
+
+
+async def test_a_connect_file_too_big_to_read_whole_is_refused(
+    client: AsyncClient, settings: Settings, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    center = await make_center(client, settings, db)
+    monkeypatch.setattr(uploads, "MAX_CONNECT_BYTES", 1024)
+    data = CTR.read_bytes()
+    assert len(data) > 1024
+    response = await upload(client, center, data, "amazon_connect")
+    assert response.status_code == 413
+    assert (response.json()["code"], response.json()["limit_bytes"]) == (
+        "upload_too_large_for_format",
+        1024,
+    )
+    assert await contact_rows(db, center.seed.id) == {}
