@@ -258,6 +258,14 @@ async def ingest_records(
             receipt.updated += 1
         elif verdict == "superseded":
             receipt.duplicates += 1  # an older copy inside the same batch
+        elif verdict == "queue_out_of_scope":
+            # Mapped, but to a project the caller (a supervisor) is not assigned:
+            # answered like an unmapped queue, and not a data-quality issue of the tenant.
+            receipt.rejected.append(
+                RowProblem(
+                    row["row_no"], "queue_key", f"no project maps queue {row['queue_key']!r}"
+                )
+            )
         elif verdict == "unmapped_queue":
             receipt.rejected.append(
                 RowProblem(
@@ -314,7 +322,7 @@ PIPELINE: tuple[str, ...] = (
              when s.project_hint is not null and p.id is null then 'unknown_project'
              when s.project_hint is null and p.id is null then 'unmapped_queue'
              when cast(:projects as uuid[]) is not null and p.id <> all(cast(:projects as uuid[])) then
-               case when s.project_hint is null then 'unmapped_queue' else 'unknown_project' end
+               case when s.project_hint is null then 'queue_out_of_scope' else 'unknown_project' end
            end as problem,
            (s.agent_key is not null and ax.agent_id is null) as agent_unmapped
     from stage_contacts s
