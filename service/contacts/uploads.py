@@ -70,7 +70,13 @@ from service.contacts.parsers.queue_log_tables import (
     mysql_dump_rows,
     psql_table_rows,
 )
-from service.contacts.records import AgentStateEvent, ContactRecord, ParsedItem, ParseIssue
+from service.contacts.records import (
+    AgentStateEvent,
+    ContactRecord,
+    ParsedItem,
+    ParseIssue,
+    excerpt,
+)
 from service.contacts.schemas import CSV_MAPPING
 from service.core.errors import AppError, Conflict
 
@@ -310,6 +316,35 @@ def location_of(raw_ref: str) -> Location:
     return (int(token), None) if token.isdigit() else (None, None)
 
 
+MAX_LINE = 1 << 16
+
+
+def bounded_lines(text: IO[str], name: str) -> Iterator[tuple[int, str] | ParseIssue]:
+    """(line number, line) of a text file, a line longer than `MAX_LINE` characters reported
+    instead (and skipped without being held): a file without newlines is not one huge line
+    in memory. `queue_log` lines are short (under 1 KB in every sample)."""
+    readline = text.readline
+    number = 0
+    while True:
+        line = readline(MAX_LINE)
+        if not line:
+            return
+        number += 1
+        if len(line) >= MAX_LINE and not line.endswith(("\n", "\r")):
+            while True:  # the rest of the line, a block at a time
+                more = readline(MAX_LINE)
+                if not more or more.endswith(("\n", "\r")):
+                    break
+            yield ParseIssue(
+                file=name,
+                line=number,
+                reason=f"a line longer than {MAX_LINE} characters is not a queue_log event",
+                excerpt=excerpt(line[:80]),
+            )
+            continue
+        yield number, line
+
+
 Item = tuple[ParsedItem, int | None]
 """A parsed item and, for CSV records, its record number."""
 
@@ -349,7 +384,7 @@ class _Reader:
             # Held here and closed explicitly: a wrapper left to the garbage collector when the
             # parser's generator ends would close the file with a ResourceWarning.
             self._text = io.TextIOWrapper(fp, encoding="utf-8", errors="replace", newline="")
-            return parser.parse(self._text, name)
+            return parser.parse_rows(bounded_lines(self._text, name), name, refs="line")
         if spec.format == "queue_log_extended_csv":
             return parser.parse_rows(extended_table_rows(fp, name), name)
         assert spec.time_zone is not None

@@ -396,3 +396,20 @@ async def test_wazo_documented_rows_as_psql_tables(
     assert completed["ended_at"] == datetime(2012, 7, 4, 11, 37, 46, 601754, tzinfo=UTC)
     assert (completed["wait_ms"], completed["talk_ms"]) == (2_000, 12_000)
     assert body["problems"] == []  # every row read and used
+
+
+async def test_an_endless_line_is_reported_not_held(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    center = await make_center(client, settings, db)
+    lines = MALARIA.read_bytes().splitlines(keepends=True)
+    # After the file's first 12 lines, a 13th of 3 MB (an ENTERQUEUE with an endless field).
+    huge = b"1675555753|x|Support|NONE|ENTERQUEUE||" + b"9" * (3 << 20) + b"\n"
+    data = b"".join(lines[:12]) + huge + b"".join(lines[12:])
+    body = await ok(await upload(client, center, data, "queue_log", source="pbx"))
+    assert body["stats"]["items"] == 86
+    assert body["stats"]["malformed"] == 1
+    assert [(p["line"], p["reason"][:23]) for p in body["problems"]] == [
+        (13, "a line longer than 6553")
+    ]
+    assert len(await contact_rows(db, center.seed.id)) == 8
