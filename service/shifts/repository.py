@@ -14,7 +14,7 @@ with one `INSERT … SELECT … ON CONFLICT` under the tenant's settings."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -40,6 +40,13 @@ UUID7 = (
     " from 1 for 6), 52, 1), 53, 1), 'hex')::uuid"
 )
 _TS = DateTime(timezone=True)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportProject:
+    client_id: uuid.UUID
+    time_zone: str
+    status: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,9 +284,15 @@ async def resolve_external_agents(
     return out
 
 
-async def stage_rows(session: AsyncSession, rows: Sequence[ImportRow]) -> None:
+async def stage_rows(
+    session: AsyncSession,
+    rows: Sequence[ImportRow],
+    projects: Mapping[uuid.UUID, ImportProject],
+) -> None:
     """A temporary staging table (dropped at commit) filled by COPY on the
-    request's own connection and transaction."""
+    request's own connection and transaction. Each row carries its project's
+    client and time zone (None: a project the caller may not book on), so
+    neither the checks nor the writes join `projects` again."""
     # The checks below are a few set-wise queries whose cost estimates would
     # switch JIT compilation on: it costs more than it saves at this size.
     await session.execute(text("set local jit = off"))
@@ -292,6 +305,8 @@ async def stage_rows(session: AsyncSession, rows: Sequence[ImportRow]) -> None:
               row_no int not null,
               agent_id uuid,
               project_id uuid not null,
+              client_id uuid,
+              time_zone text,
               starts_at timestamptz not null,
               ends_at timestamptz not null,
               activity text not null,
@@ -312,6 +327,7 @@ async def stage_rows(session: AsyncSession, rows: Sequence[ImportRow]) -> None:
                 r.row,
                 r.agent_id,
                 r.project_id,
+                *_project_columns(projects.get(r.project_id)),
                 r.starts_at,
                 r.ends_at,
                 r.activity,
@@ -324,6 +340,8 @@ async def stage_rows(session: AsyncSession, rows: Sequence[ImportRow]) -> None:
             "row_no",
             "agent_id",
             "project_id",
+            "client_id",
+            "time_zone",
             "starts_at",
             "ends_at",
             "activity",
@@ -332,6 +350,12 @@ async def stage_rows(session: AsyncSession, rows: Sequence[ImportRow]) -> None:
         ),
     )
     await session.execute(text(f"analyze {STAGE}"))
+
+
+def _project_columns(project: ImportProject | None) -> tuple[uuid.UUID | None, str | None]:
+    if project is None or project.status != "active":
+        return None, None
+    return project.client_id, project.time_zone
 
 
 async def stage_overlapping_agents(session: AsyncSession) -> list[uuid.UUID]:
@@ -356,11 +380,8 @@ async def stage_overlapping_agents(session: AsyncSession) -> list[uuid.UUID]:
 
 
 async def stage_problems(session: AsyncSession, ctx: TenantContext) -> list[tuple[int, str]]:
-    """(row, problem code) for rows whose agent, project or certification is wrong."""
-    project_scope = "" if ctx.project_ids is None else " and p.id = any(:projects)"
-    params: dict[str, Any] = {"t": ctx.tenant_id}
-    if ctx.project_ids is not None:
-        params["projects"] = list(ctx.project_ids)
+    """(row, problem code) for rows whose agent or certification is wrong
+    (the certification on the local date of the start, in the project's zone)."""
     result = await session.execute(
         text(
             f"""
@@ -371,34 +392,42 @@ async def stage_problems(session: AsyncSession, ctx: TenantContext) -> list[tupl
                      when a.status <> 'active' then 'agent_inactive'
                    end as agent_problem,
                    case
-                     when p.id is null then 'unknown_project'
-                     when p.status <> 'active' then 'project_inactive'
-                   end as project_problem,
-                   case
-                     when a.status = 'active' and p.status = 'active'
+                     when a.status = 'active' and s.client_id is not null
                       and s.activity <> 'training'
                       and (c.agent_id is null
-                           or c.certified_from > (s.starts_at at time zone p.time_zone)::date
-                           or c.certified_until < (s.starts_at at time zone p.time_zone)::date)
+                           or c.certified_from > (s.starts_at at time zone s.time_zone)::date
+                           or c.certified_until < (s.starts_at at time zone s.time_zone)::date)
                      then 'not_certified'
                    end as certification_problem
             from {STAGE} s
             left join agents a on a.tenant_id = :t and a.id = s.agent_id
-            left join projects p on p.tenant_id = :t and p.id = s.project_id{project_scope}
             -- One certification per agent and project (a unique key): a join, not a probe per row.
             left join agent_certifications c on c.tenant_id = :t and c.agent_id = s.agent_id
               and c.project_id = s.project_id
             where s.agent_id is not null
             ) checked
-            where coalesce(agent_problem, project_problem, certification_problem) is not null
+            where coalesce(agent_problem, certification_problem) is not null
             """
         ),
-        params,
+        {"t": ctx.tenant_id},
     )
     out: list[tuple[int, str]] = []
     for row_no, *codes in result.all():
         out.extend((row_no, code) for code in codes if code is not None)
     return out
+
+
+async def import_projects(
+    session: AsyncSession, ctx: TenantContext, project_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, ImportProject]:
+    """The projects an import names that the caller may see."""
+    if not project_ids:
+        return {}
+    stmt = scoped(Project, ctx).where(col(Project.id).in_(project_ids))
+    return {
+        p.id: ImportProject(p.client_id, p.time_zone, p.status)
+        for p in (await session.execute(stmt)).scalars()
+    }
 
 
 async def stage_external_ids(
@@ -449,42 +478,55 @@ async def mark_rejected(session: AsyncSession, rows: Sequence[int]) -> None:
 
 
 async def write_staged(session: AsyncSession, ctx: TenantContext) -> tuple[int, int]:
-    """Insert the staged rows still `ok`; a row whose external id exists
-    updates that shift, and only if something changed (a re-import is a
-    no-op). Returns (inserted, updated)."""
-    result = await session.execute(
+    """Write the staged rows still `ok`: a row whose external id is stored
+    updates that shift, only if something changed (a re-import is a no-op);
+    the others are inserted. Returns (inserted, updated).
+
+    Two statements rather than `INSERT … ON CONFLICT`: speculative insertion
+    nearly doubles the cost of every row. The updates go first, in one
+    statement, so that shifts trading places are checked by the (deferrable)
+    exclusion constraint at its end; a concurrent writer of the same external
+    id meets the unique key in the insert."""
+    updated = await session.execute(
         text(
             f"""
-            with written as (
-              insert into shifts as sh (tenant_id, id, agent_id, project_id, client_id,
-                                        starts_at, ends_at, activity, note, external_id)
-              select :t, {UUID7}, s.agent_id, s.project_id, p.client_id,
-                     s.starts_at, s.ends_at, s.activity, s.note, s.external_id
+            with changed as (
+              update shifts sh set
+                agent_id = s.agent_id, project_id = s.project_id, client_id = s.client_id,
+                starts_at = s.starts_at, ends_at = s.ends_at, activity = s.activity,
+                note = s.note, version = sh.version + 1, updated_at = now()
               from {STAGE} s
-              join projects p on p.tenant_id = :t and p.id = s.project_id
-              where s.ok
-              -- In agent and time order: the exclusion constraint's GiST index
-              -- grows far better than in file order (a file sorted by day would
-              -- spread every page over every agent).
-              order by s.agent_id, s.starts_at
-              on conflict (tenant_id, external_id) do update set
-                agent_id = excluded.agent_id, project_id = excluded.project_id,
-                client_id = excluded.client_id, starts_at = excluded.starts_at,
-                ends_at = excluded.ends_at, activity = excluded.activity, note = excluded.note,
-                version = sh.version + 1, updated_at = now()
-              where (sh.agent_id, sh.project_id, sh.starts_at, sh.ends_at, sh.activity, sh.note)
-                is distinct from (excluded.agent_id, excluded.project_id, excluded.starts_at,
-                                  excluded.ends_at, excluded.activity, excluded.note)
-              returning (xmax = 0) as inserted
+              where sh.tenant_id = :t and sh.external_id = s.external_id and s.ok
+                and (sh.agent_id, sh.project_id, sh.starts_at, sh.ends_at, sh.activity, sh.note)
+                  is distinct from (s.agent_id, s.project_id, s.starts_at, s.ends_at,
+                                    s.activity, s.note)
+              returning 1
             )
-            select count(*) filter (where inserted), count(*) filter (where not inserted)
-            from written
+            select count(*) from changed
             """
         ),
         {"t": ctx.tenant_id},
     )
-    inserted, updated = result.one()
-    return int(inserted), int(updated)
+    inserted = await session.execute(
+        text(
+            f"""
+            insert into shifts (tenant_id, id, agent_id, project_id, client_id,
+                                starts_at, ends_at, activity, note, external_id)
+            select :t, {UUID7}, s.agent_id, s.project_id, s.client_id,
+                   s.starts_at, s.ends_at, s.activity, s.note, s.external_id
+            from {STAGE} s
+            where s.ok
+              and (s.external_id is null or not exists (
+                select 1 from shifts sh where sh.tenant_id = :t and sh.external_id = s.external_id))
+            -- In agent and time order: the exclusion constraint's GiST index grows far
+            -- better than in file order (a file sorted by day spreads every page over
+            -- every agent).
+            order by s.agent_id, s.starts_at
+            """
+        ),
+        {"t": ctx.tenant_id},
+    )
+    return int(inserted.rowcount), int(updated.scalar_one())  # type: ignore[attr-defined]
 
 
 async def drop_stage(session: AsyncSession) -> None:

@@ -139,3 +139,6 @@ class ImportReport(BaseModel):
     unchanged: int
     written: bool
     errors: list[dict[str, Any]]
+    timings_ms: dict[str, float] = Field(
+        default_factory=dict, description="Milliseconds per phase: prepare, stage, check, write"
+    )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -338,6 +339,7 @@ async def import_shifts(
     when `all_or_nothing` finds any."""
     rows = parsed.rows
     problems = list(parsed.problems)
+    clock = _Clock()
 
     refs = sorted({r.agent_ref for r in rows if r.agent_id is None})
     owners = await repo.resolve_external_agents(session, ctx, refs, agent_system)
@@ -364,9 +366,18 @@ async def import_shifts(
                 )
             )
 
+    projects = await repo.import_projects(session, ctx, sorted({r.project_id for r in rows}))
+    for r in rows:
+        project = projects.get(r.project_id)
+        if project is None or project.status != "active":
+            code = "unknown_project" if project is None else "project_inactive"
+            field, message = _MESSAGES[code]
+            problems.append(RowProblem(r.row, code, message, field, r.line))
     problems += duplicate_problems(rows)
     by_row = {r.row: r for r in rows}
-    await repo.stage_rows(session, rows)
+    clock.mark("prepare")
+    await repo.stage_rows(session, rows, projects)
+    clock.mark("stage")
     overlapping = set(await repo.stage_overlapping_agents(session))
     if overlapping:
         suspects = [r for r in rows if r.agent_id in overlapping]
@@ -377,7 +388,12 @@ async def import_shifts(
     for row_no, code in await repo.stage_problems(session, ctx):
         field, message = _MESSAGES[code]
         problems.append(RowProblem(row_no, code, message, field, by_row[row_no].line))
-    for row_no, project_id, client_id in await repo.stage_external_ids(session, ctx):
+    # External ids are unique per tenant: a row may not take over a shift the
+    # caller cannot see (a supervisor's other projects).
+    scoped_caller = ctx.project_ids is not None or ctx.client_id is not None
+    for row_no, project_id, client_id in (
+        await repo.stage_external_ids(session, ctx) if scoped_caller else []
+    ):
         if not _may_see(ctx, project_id, client_id):
             problems.append(
                 RowProblem(
@@ -416,10 +432,13 @@ async def import_shifts(
     add_clashes(await repo.stage_clashes(session, ctx, only_ok=False))
 
     rejected_rows = {p.row for p in problems}
+    clock.mark("check")
     if problems and mode == "all_or_nothing":
         raise ImportRejected(
             f"{len(rejected_rows)} of {parsed.total} rows have problems; nothing was written.",
-            **_report(parsed, mode, problems, rejected_rows, 0, 0, written=False).model_dump(),
+            **_report(
+                parsed, mode, problems, rejected_rows, 0, 0, written=False, timings=clock.laps
+            ).model_dump(),
         )
     if mode == "valid_rows":
         # A rejected row that would have replaced a stored shift (same external id)
@@ -431,17 +450,22 @@ async def import_shifts(
             if not add_clashes(await repo.stage_clashes(session, ctx, only_ok=True)):
                 break
             rejected_rows = {p.row for p in problems}
+        clock.mark("check")
 
     try:
         inserted, updated = await repo.write_staged(session, ctx)
     except DBAPIError as exc:
-        if db_error(exc)[0] in {EXCLUSION_VIOLATION, DEADLOCK_DETECTED}:
+        if db_error(exc)[0] in {EXCLUSION_VIOLATION, DEADLOCK_DETECTED, UNIQUE_VIOLATION}:
             raise ScheduleChanged(
-                "A shift booked while this import ran clashes with it; nothing was written. Retry.",
+                "A shift booked (or an external id taken) while this import ran clashes with it;"
+                " nothing was written. Retry.",
             ) from exc
         raise
     await repo.drop_stage(session)
-    report = _report(parsed, mode, problems, rejected_rows, inserted, updated, written=True)
+    clock.mark("write")
+    report = _report(
+        parsed, mode, problems, rejected_rows, inserted, updated, written=True, timings=clock.laps
+    )
     await record_event(
         session,
         ctx,
@@ -458,6 +482,19 @@ async def import_shifts(
     return report
 
 
+class _Clock:
+    """Milliseconds spent in each phase of an import (a slow import says where)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def mark(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.laps[phase] = round(self.laps.get(phase, 0.0) + (now - self._last) * 1000, 1)
+        self._last = now
+
+
 def _report(
     parsed: Parsed,
     mode: ImportMode,
@@ -467,6 +504,7 @@ def _report(
     updated: int,
     *,
     written: bool,
+    timings: dict[str, float],
 ) -> ImportReport:
     valid = parsed.total - len(rejected_rows)
     problems.sort(key=lambda p: (p.row, p.code, p.other_row or 0, str(p.shift_id or "")))
@@ -480,6 +518,7 @@ def _report(
         unchanged=valid - inserted - updated if written else 0,
         written=written,
         errors=[p.as_dict() for p in problems],
+        timings_ms=timings,
     )
 
 
