@@ -239,12 +239,14 @@ async def find_overlaps(
     earlier one ended. One ordered pass per agent with a running maximum, so
     non-adjacent overlaps are found too; empty while the exclusion
     constraint holds."""
+    # A month of a large tenant is ~100 000 rows: sort them in memory, not on disk.
+    await session.execute(text("set local work_mem = '32MB'"))
     result = await session.execute(
         text(
             """
             select agent_id, id, starts_at, prev_end from (
               select agent_id, id, starts_at,
-                     max(ends_at) over (partition by agent_id order by starts_at, id
+                     max(ends_at) over (partition by agent_id order by starts_at
                                         rows between unbounded preceding and 1 preceding)
                        as prev_end
               from shifts

@@ -1,0 +1,70 @@
+"""The clash scan and the clash lookup, straight on the repository."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from service.core.db import Database
+from service.core.time import new_id
+from service.shifts import repository as repo
+from tenants.context import ROLE_PERMISSIONS, TenantContext
+from tests.service.agents.factories import Floor, seed_pool
+
+T0 = datetime(2026, 4, 6, tzinfo=UTC)
+
+
+def ctx_of(floor: Floor) -> TenantContext:
+    return TenantContext(
+        floor.seed.id,
+        "user",
+        floor.seed.admin_id,
+        ROLE_PERMISSIONS["tenant_admin"],
+        role="tenant_admin",
+    )
+
+
+INSERT = text(
+    "insert into shifts (tenant_id, id, agent_id, project_id, client_id, starts_at, ends_at,"
+    " activity) values (:t, :id, :a, :p, :c, :s, :e, 'on_queue')"
+)
+
+
+async def test_the_scan_finds_every_overlap_the_constraint_would_refuse(
+    db: Database, floor: Floor
+) -> None:
+    [(agent, _), (other, _)] = await seed_pool(db, floor.seed.id, 2, [floor.project_a])
+    ctx = ctx_of(floor)
+
+    def shift(who: uuid.UUID, start: float, end: float) -> dict[str, object]:
+        return {
+            "t": floor.seed.id,
+            "id": new_id(),
+            "a": who,
+            "p": floor.project_a.id,
+            "c": floor.client_a,
+            "s": T0 + timedelta(hours=start),
+            "e": T0 + timedelta(hours=end),
+        }
+
+    long, inner, later = shift(agent, 8, 16), shift(agent, 9, 10), shift(agent, 11, 12)
+    async with db.transaction(ctx.db_scope()) as session:
+        # Deferred, the constraint lets this transaction see what it would refuse.
+        await session.execute(text("set constraints shifts_no_double_booking deferred"))
+        for row in (long, inner, later, shift(agent, 16, 17), shift(other, 9, 10)):
+            await session.execute(INSERT, row)
+        found = await repo.find_overlaps(session, ctx, T0, T0 + timedelta(days=1))
+        assert {(a, s) for a, s, _, _ in found} == {(agent, inner["id"]), (agent, later["id"])}
+        clashes = await repo.clashing_shifts(
+            session, ctx, agent, T0 + timedelta(hours=9.5), T0 + timedelta(hours=11.5)
+        )
+        assert [c.id for c in clashes] == [long["id"], inner["id"], later["id"]]
+        with pytest.raises(IntegrityError, match="shifts_no_double_booking"):
+            await session.execute(text("set constraints shifts_no_double_booking immediate"))
+        await session.rollback()
+    async with db.transaction(ctx.db_scope()) as session:
+        assert await repo.find_overlaps(session, ctx, T0, T0 + timedelta(days=1)) == []
