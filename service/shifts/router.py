@@ -15,7 +15,7 @@ from starlette.datastructures import UploadFile
 from service.core.concurrency import set_etag
 from service.core.config import Settings
 from service.core.db import SessionDep
-from service.core.errors import AppError
+from service.core.errors import AppError, PayloadTooLarge
 from service.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from service.shifts import service
 from service.shifts.errors import InvalidImportFile
@@ -189,6 +189,10 @@ async def import_shifts_csv(
 async def _read_upload(request: Request) -> Parsed:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     limit = _settings(request).api.max_batch_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        # 50 000 rows never need more; refuse before a form spools it to disk.
+        raise PayloadTooLarge(f"A schedule file is at most {limit} bytes.", limit_bytes=limit)
     if content_type == "multipart/form-data":
         async with request.form(max_files=1, max_fields=5) as form:
             upload = form.get("file")

@@ -5,12 +5,15 @@ rows; re-imports are idempotent on external_id."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from httpx import AsyncClient
+from httpx import ASGITransport, AsyncClient
 from sqlalchemy import text
 
+from service.app import create_app
+from service.core.config import Settings
 from service.core.db import Database
 from service.core.time import new_id
 from tests.factories import bearer, user_token
@@ -407,3 +410,36 @@ async def test_a_supervisor_imports_into_its_projects_only(
     assert hidden["shift"]["project_id"] is None
     assert body["inserted"] == 1
     assert set(await stored(db, floor)) == {"theirs", "sup-3"}
+
+
+async def test_a_schedule_file_past_the_batch_limit_is_413(
+    settings: Settings, db: Database, redis: object, floor: Floor
+) -> None:
+    small = settings.model_copy(
+        update={"api": settings.api.model_copy(update={"max_batch_bytes": 2048})}
+    )
+    app = create_app(small, db=db, redis=redis)
+    body = (CSV_HEADER + "a,b,c,d,e,,\r\n" * 300).encode()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        # No Content-Length: the limit is found while the body streams.
+        yield body[:1000]
+        yield body[1000:]
+
+    async with (
+        app.router.lifespan_context(app),
+        AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as http,
+    ):
+        streamed = await http.post(
+            "/api/v1/shifts/uploads",
+            content=chunks(),
+            headers={**floor.headers, "Content-Type": "text/csv"},
+        )
+        assert streamed.status_code == 413
+        assert streamed.json()["code"] == "payload_too_large"
+        form = await http.post(
+            "/api/v1/shifts/uploads",
+            files={"file": ("s.csv", body, "text/csv")},
+            headers=floor.headers,
+        )
+        assert form.status_code == 413
