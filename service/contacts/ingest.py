@@ -266,6 +266,7 @@ async def ingest_records(
                     row["row_no"], "queue_key", f"no project maps queue {row['queue_key']!r}"
                 )
             )
+            receipt.unmapped_queues[row["queue_key"] or ""] += 1
         elif verdict == "unmapped_queue":
             receipt.rejected.append(
                 RowProblem(
