@@ -26,7 +26,7 @@ run: install  ## install and run everything on embedded defaults
 	$(BIN)/callpact up
 
 test: install  ## install and run the whole suite
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 lint: install  ## ruff (lint + format check) and mypy --strict
 	$(BIN)/ruff check .
