@@ -9,7 +9,8 @@ ranges; callers blank the project of a shift the caller may not see.
 
 The bulk import loads a temporary staging table with COPY (row-level
 security forbids COPY into tenant tables), checks it set-wise, then writes
-with one `INSERT … SELECT … ON CONFLICT` under the tenant's settings."""
+under the tenant's settings: one UPDATE of the stored shifts the file
+changes (by external id), one `INSERT … SELECT` of the rest."""
 
 from __future__ import annotations
 
