@@ -52,6 +52,7 @@ import math
 import os
 import random
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -75,6 +76,7 @@ from sqlalchemy import text
 from bench.harness import Report, median, percentile, scratch_database
 from service.contacts.ingest import ingest_records
 from service.contacts.records import ContactRecord
+from service.core.config import DatabaseSettings
 from service.core.db import Database
 from service.kpis.formulas import DEFAULT_TERMS, compute_all
 from service.kpis.repository import raw_sums
@@ -461,7 +463,7 @@ def _free_port() -> int:
 class Server:
     """One uvicorn worker (`callpact serve`) on the scratch database, in a subprocess."""
 
-    def __init__(self, settings: Any, workdir: Path) -> None:
+    def __init__(self, settings: DatabaseSettings, workdir: Path) -> None:
         self.port = _free_port()
         self.admin_token = secrets.token_urlsafe(32)
         self.base = f"http://127.0.0.1:{self.port}"
@@ -488,11 +490,12 @@ class Server:
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [
-                *(sys.executable, "-m", "service.cli", "serve"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
+                sys.executable,
+                "-m",
+                "service.cli",
+                "serve",
+                *("--host", "127.0.0.1"),
+                *("--port", str(self.port)),
             ],
             env=env,
             cwd=ROOT,
@@ -500,7 +503,7 @@ class Server:
             stderr=subprocess.STDOUT,
         )
 
-    async def ready(self, http: Any) -> None:
+    async def ready(self, http: httpx.AsyncClient) -> None:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -516,8 +519,8 @@ class Server:
 
     def tail(self, lines: int = 30) -> str:
         self._log.flush()
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
+        logged = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(logged[-lines:])
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -639,6 +642,7 @@ async def run(report: Report) -> None:
             await http.aclose()
             server.stop()
             await db.dispose()
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 async def _seed(db: Database, world: World) -> None:
@@ -978,7 +982,8 @@ class Bench:
                 return int(got.scalar_one())
 
         rows = await count()  # also warms the cache for both
-        took, counted = [], []
+        took: list[float] = []
+        counted: list[float] = []
         spent = 0.0
         while len(took) < YEAR_ROUNDS and (not took or spent < YEAR_BUDGET_S):
             t0 = time.perf_counter()
