@@ -99,12 +99,14 @@ def _month_partitions() -> list[tuple[str, str, str]]:
 def upgrade() -> None:
     # The wait-histogram grid of service/kpis/sums.py (GRID_VERSION 1): the
     # bucket (its inclusive upper edge, seconds) of a wait in whole ms. Pure
-    # arithmetic over its argument, no table access.
+    # arithmetic over its argument, no table access. Not STRICT, so that the
+    # planner inlines it (a STRICT CASE function is called per row: 4x slower).
     op.execute(
         """
         create function kpi_wait_edge(ms bigint) returns int
-        language sql immutable strict parallel safe as $$
+        language sql immutable parallel safe as $$
           select case
+            when ms is null then null
             when ms <= 3600000 then ((ms + 999) / 1000)::int
             when ms <= 86400000 then (((ms + 59999) / 60000) * 60)::int
             when ms <= 2678400000 then (((ms + 3599999) / 3600000) * 3600)::int

@@ -120,27 +120,43 @@ def _apply_statements(where: str = "") -> list[str]:
 
 APPLY_DELTA = tuple(_apply_statements())
 
-STAGE_DELTA_FROM_INGEST = (
-    "drop table if exists stage_delta",
-    """
-    create temp table stage_delta on commit drop as
-    select -1 as sign, project_id, client_id, channel, bucket_start, local_day, outcome,
-           wait_ms, talk_ms, hold_ms, hold_count, acw_ms, transferred, resolved_first_contact,
-           csat, nps
-    from stage_old
-    union all
-    select 1, v.project_id, v.client_id, v.channel, null, (v.queued_at at time zone v.time_zone)::date,
-           v.outcome, v.wait_ms, v.talk_ms, v.hold_ms, v.hold_count, v.acw_ms, v.transferred,
+_NEW_VERSIONS = """
+    select 1 as sign, v.project_id, v.client_id, v.channel, null::timestamptz as bucket_start,
+           (v.queued_at at time zone v.time_zone)::date as local_day, v.outcome, v.wait_ms,
+           v.talk_ms, v.hold_ms, v.hold_count, v.acw_ms, v.transferred,
            v.resolved_first_contact, v.csat, v.nps
     from stage_verdicts v
     where v.verdict in ('new', 'update')
-    """,
+"""
+_OLD_VERSIONS = """
+    select -1, project_id, client_id, channel, bucket_start, local_day, outcome,
+           wait_ms, talk_ms, hold_ms, hold_count, acw_ms, transferred, resolved_first_contact,
+           csat, nps
+    from stage_old
+"""
+STAGE_DELTA_FROM_INGEST = (
+    "drop table if exists stage_delta",
+    f"create temp table stage_delta on commit drop as {_NEW_VERSIONS} union all {_OLD_VERSIONS}",
+)
+ADDITIONS_ONLY = (
+    "drop table if exists stage_delta",
+    f"create temp table stage_delta on commit drop as {_NEW_VERSIONS}",
 )
 
 
-async def apply_ingest_delta(session: AsyncSession, tenant_id: uuid.UUID) -> None:
-    """Move the rollups by what the ingest pipeline just changed (same transaction)."""
-    for statement in (*STAGE_DELTA_FROM_INGEST, *APPLY_DELTA):
+async def apply_ingest_delta(
+    session: AsyncSession, tenant_id: uuid.UUID, *, corrections: bool = True
+) -> None:
+    """Move the rollups by what the ingest pipeline just changed (same transaction).
+    Without corrections there is nothing to subtract: additions only."""
+    if corrections:
+        statements = (*STAGE_DELTA_FROM_INGEST, *APPLY_DELTA)
+    else:
+        statements = (
+            *ADDITIONS_ONLY,
+            *(st for st in APPLY_DELTA if not st.lstrip().startswith("update")),
+        )
+    for statement in statements:
         await session.execute(text(statement), {"t": tenant_id})
 
 
