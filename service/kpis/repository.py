@@ -124,21 +124,25 @@ async def raw_sums(
     channel: str | None = None,
     *,
     group: Literal["none", "channel", "agent"] = "none",
+    per_interval: bool = True,
 ) -> dict[Key, KpiSums]:
     """Per (15-minute interval, group) sums computed from raw contacts with the
     very expressions the rollups use: interval figures, per-agent figures and
-    the reference the rollups are checked against."""
+    the reference the rollups are checked against. `per_interval=False` folds
+    the whole range into one bucket keyed by `start` (measured: a tenant's
+    year in 3x a count(*) instead of 40x)."""
     where = "tenant_id = :t and project_id = any(:p) and queued_at >= :start and queued_at < :end"
     if channel is not None:
         where += " and channel = :ch"
     g = {"none": "null::text", "channel": "channel", "agent": "agent_id::text"}[group]
     params = {"t": tenant_id, "p": project_ids, "start": start, "end": end, "ch": channel}
+    b = "bucket_start" if per_interval else "cast(:start as timestamptz)"
     sums_sql = (
-        f"select bucket_start as b, {g} as g, {', '.join(f'coalesce({expr}, 0)::bigint as {name}' for name, expr in SUM_EXPRESSIONS)}"
+        f"select {b} as b, {g} as g, {', '.join(f'coalesce({expr}, 0)::bigint as {name}' for name, expr in SUM_EXPRESSIONS)}"
         f" from (select 1 as sign, * from contacts where {where}) c group by 1, 2"
     )
     waits_sql = (
-        f"select bucket_start, {g}, {OUTCOME_CODE_SQL} as o, kpi_wait_edge(wait_ms) as e, count(*), sum(wait_ms)::bigint, max(wait_ms), true"
+        f"select {b}, {g}, {OUTCOME_CODE_SQL} as o, kpi_wait_edge(wait_ms) as e, count(*), sum(wait_ms)::bigint, max(wait_ms), true"
         f" from contacts where {where} and outcome <> 'in_queue' and wait_ms is not null group by 1, 2, 3, 4"
     )
     conn = await session.connection()

@@ -234,7 +234,21 @@ async def kpi_report(
                 instant = day_start(day, zone)
                 if start <= instant < end:
                     per_group[channel][bucket_of(instant, granularity, zone)].append(sums)
-        if other:
+        if other and len(buckets) == 1 and daily_ok:
+            # One bucket (a month, a year): no need to place each interval.
+            rows = await repository.raw_sums(
+                session,
+                ctx.tenant_id,
+                other,
+                start,
+                end,
+                q.channel,
+                group="channel" if q.group_by == "channel" else "none",
+                per_interval=False,
+            )
+            for (_, channel), sums in rows.items():
+                per_group[channel][buckets[0]].append(sums)
+        elif other:
             rows = await repository.read_sums(
                 session,
                 ctx.tenant_id,

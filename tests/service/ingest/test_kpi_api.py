@@ -204,3 +204,38 @@ async def test_walls_and_bad_queries(
         )
         assert response.status_code == 422, (bad, response.text)
         assert response.json()["field"] == field
+
+
+async def test_projects_in_other_zones_add_up_in_one_bucket_and_in_many(
+    client: AsyncClient, settings: Settings, db: Database, site: Site
+) -> None:
+    # The tenant reports in UTC; the site's project is in New York, this one in Tehran.
+    tehran_queue = "tehran-q"
+    await make_project(db, site.seed.id, site.client_id, [tehran_queue], "Asia/Tehran")
+    await push(
+        client, site, [contact(site, 20, "answered", 12, NY_MORNING, queue_key=tehran_queue)]
+    )
+    headers = bearer(site.seed.admin_token)
+    year = await client.get(
+        "/api/v1/tenant/kpis",
+        params={
+            "from": "2026-01-01",
+            "to": "2027-01-01",
+            "granularity": "year",
+            "kpis": "offered,asa",
+        },
+        headers=headers,
+    )
+    assert year.status_code == 200, year.text
+    assert len(year.json()["buckets"]) == 1
+    assert (
+        year.json()["total"]["offered"]["value"] == 4
+    )  # 3 in New York (one short abandon out) + 1
+    assert year.json()["total"]["asa"]["value"] == pytest.approx((10 + 25 + 12) / 3)
+    by_day = await client.get(
+        "/api/v1/tenant/kpis",
+        params={"from": "2026-03-01", "to": "2026-03-05", "granularity": "day", "kpis": "offered"},
+        headers=headers,
+    )
+    assert by_day.json()["total"]["offered"]["value"] == 4
+    assert [b["kpis"]["offered"]["value"] for b in by_day.json()["buckets"]] == [0, 4, 0, 0]
