@@ -76,6 +76,7 @@ async def read_sums(
     channel: str | None = None,
     *,
     by_channel: bool = False,
+    one_bucket: bool = False,
 ) -> dict[Key, KpiSums]:
     """One `KpiSums` per non-empty (bucket, channel or None) in [start, end) over the projects:
     local days from the daily rollups, 15-minute intervals from raw rows."""
@@ -93,16 +94,20 @@ async def read_sums(
         )
     bucket = _BUCKET[grain]
     where = f"tenant_id = :t and project_id = any(:p) and {bucket} >= :start and {bucket} < :end"
+    # One bucket (a month, a year of days): add the days up in SQL, fold one row in Python.
+    label = (
+        f"cast(:start as {'date' if grain == 'daily' else 'timestamptz'})" if one_bucket else bucket
+    )
     if channel is not None:
         where += " and channel = :ch"
     group = "channel" if by_channel else "null::text"
     params = {"t": tenant_id, "p": project_ids, "start": start, "end": end, "ch": channel}
     sums_sql = (
-        f"select {bucket} as b, {group} as g, {', '.join(f'sum({c})::bigint as {c}' for c in SUM_COLUMNS)}"
+        f"select {label} as b, {group} as g, {', '.join(f'sum({c})::bigint as {c}' for c in SUM_COLUMNS)}"
         f" from kpi_{grain}_sums where {where} group by 1, 2"
     )
     waits_sql = (
-        f"select {bucket}, {group}, u.o, u.e, sum(u.n)::bigint, sum(u.s)::bigint, max(u.m), bool_and(u.x)"
+        f"select {label}, {group}, u.o, u.e, sum(u.n)::bigint, sum(u.s)::bigint, max(u.m), bool_and(u.x)"
         f" from kpi_{grain}_waits, unnest(outcome, edge_s, n, sum_ms, max_ms, max_exact) as u(o, e, n, s, m, x)"
         f" where {where} and u.n > 0 group by 1, 2, 3, 4"
     )
@@ -111,7 +116,16 @@ async def read_sums(
     waits: dict[Key, list[WaitRow]] = defaultdict(list)
     for b, g, outcome, edge, n, s, mx, exact in await conn.execute(text(waits_sql), params):
         waits[(b, g)].append((int(outcome), int(edge), int(n), int(s), mx, bool(exact)))
-    await _exact_maxima(session, tenant_id, project_ids, grain, waits, channel, by_channel)
+    await _exact_maxima(
+        session,
+        tenant_id,
+        project_ids,
+        grain,
+        waits,
+        channel,
+        by_channel,
+        (start, end) if one_bucket else None,
+    )
     return _fold(sums_rows, waits)
 
 
@@ -161,9 +175,11 @@ async def _exact_maxima(
     waits: dict[Key, list[WaitRow]],
     channel: str | None,
     by_channel: bool,
+    bounds: tuple[Bucket, Bucket] | None = None,
 ) -> None:
     """Recompute from raw rows the maxima that a correction made inexact (rare)."""
     bucket = _BUCKET[grain]
+    where_bucket = f"{bucket} >= :lo and {bucket} < :hi" if bounds else f"{bucket} = :b"
     for (b, g), rows in waits.items():
         tops: dict[int, int] = {}
         for code, edge, *_ in rows:
@@ -175,13 +191,15 @@ async def _exact_maxima(
                 await session.execute(
                     text(
                         f"select max(wait_ms) from contacts where tenant_id = :t and project_id = any(:p)"
-                        f" and {bucket} = :b and outcome = :o and kpi_wait_edge(wait_ms) = :e"
+                        f" and {where_bucket} and outcome = :o and kpi_wait_edge(wait_ms) = :e"
                         + (" and channel = :ch" if channel or by_channel else "")
                     ),
                     {
                         "t": tenant_id,
                         "p": project_ids,
                         "b": b,
+                        "lo": bounds[0] if bounds else None,
+                        "hi": bounds[1] if bounds else None,
                         "o": FINAL_OUTCOMES[code].value,
                         "e": edge,
                         "ch": g if by_channel else channel,

@@ -219,7 +219,23 @@ async def kpi_report(
         )
         same_zone = [p.id for p in projects if p.time_zone == zone_name] if daily_ok else []
         other = [p.id for p in projects if p.id not in set(same_zone)]
-        if same_zone:
+        first_day, last_day = start.astimezone(zone).date(), end.astimezone(zone).date()
+        whole_days = day_start(first_day, zone) == start and day_start(last_day, zone) == end
+        if same_zone and len(buckets) == 1 and whole_days:
+            rows = await repository.read_sums(
+                session,
+                ctx.tenant_id,
+                same_zone,
+                "daily",
+                first_day,
+                last_day,
+                q.channel,
+                by_channel=q.group_by == "channel",
+                one_bucket=True,
+            )
+            for (_, channel), sums in rows.items():
+                per_group[channel][buckets[0]].append(sums)
+        elif same_zone:
             rows = await repository.read_sums(
                 session,
                 ctx.tenant_id,
