@@ -12,7 +12,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Select, exists, func, or_, select, text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -20,15 +19,6 @@ from service.agents.models import Agent, AgentExternalId, Certification
 from service.core.pagination import paginate
 from service.projects.models import Project
 from tenants.context import TenantContext, scoped
-
-
-def db_error(exc: DBAPIError) -> tuple[str | None, str | None]:
-    """(sqlstate, constraint name) of a database error raised through asyncpg."""
-    for candidate in (exc.orig, getattr(exc.orig, "__cause__", None)):
-        sqlstate = getattr(candidate, "sqlstate", None)
-        if sqlstate:
-            return sqlstate, getattr(candidate, "constraint_name", None)
-    return None, None
 
 
 def agents_select(ctx: TenantContext) -> Select[Agent]:

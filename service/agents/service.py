@@ -35,6 +35,7 @@ from service.agents.schemas import (
     CertificationUpdate,
 )
 from service.core.concurrency import check_if_match
+from service.core.db import violation_of
 from service.core.time import utcnow
 from tenants.context import TenantContext, ensure_visible
 
@@ -86,7 +87,8 @@ async def _guarded(session: AsyncSession) -> AsyncIterator[None]:
             yield
             await session.flush()
     except DBAPIError as exc:
-        sqlstate, constraint = repo.db_error(exc)
+        violation = violation_of(exc)
+        sqlstate, constraint = violation.sqlstate, violation.constraint
         if sqlstate == _DEADLOCK_DETECTED:
             # Two writers taking the same ids in opposite orders: one loses.
             raise ExternalIdTaken(
@@ -209,7 +211,7 @@ async def delete_agent(session: AsyncSession, ctx: TenantContext, agent_id: uuid
             await repo.delete_agent_row(session, ctx, agent)
     except IntegrityError as exc:
         # History in a table this check does not know yet (contacts): the key refuses.
-        if repo.db_error(exc)[0] == _FOREIGN_KEY_VIOLATION:
+        if violation_of(exc).sqlstate == _FOREIGN_KEY_VIOLATION:
             raise history from exc
         raise
 
@@ -251,7 +253,7 @@ async def create_certification(
             session.add(certification)
             await session.flush()
     except IntegrityError as exc:
-        if repo.db_error(exc)[0] == _UNIQUE_VIOLATION:
+        if violation_of(exc).sqlstate == _UNIQUE_VIOLATION:
             raise CertificationExists(
                 "The agent is already certified for this project.", field="project_id"
             ) from exc

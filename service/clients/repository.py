@@ -1,92 +1,30 @@
-"""All SQL of the clients domain, and the guarded writes the operations
-domains share: a write inside a SAVEPOINT whose constraint violation comes
-back as a value, so the service can answer 409 naming the clash and the
-request's transaction stays usable."""
+"""All SQL of the clients domain (guarded writes: service/core/db.py)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import Select, func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from service.clients.models import Client
+from service.core.db import Violation, write_guarded
 from service.core.pagination import paginate
 from service.projects.models import Project
 from tenants.context import TenantContext, scoped
 from tenants.models import Tenant
 
-# --- guarded writes ------------------------------------------------------------------
-
 FOREIGN_KEY_VIOLATION = "23503"
-
-
-@dataclass(frozen=True)
-class Violation:
-    """A constraint the database refused: its SQLSTATE, name and (server-side) detail.
-    The detail is for the service to read, never to send to a client."""
-
-    sqlstate: str | None
-    constraint: str | None
-    detail: str | None
-
-
-def violation_of(exc: IntegrityError) -> Violation:
-    orig: Any = exc.orig
-    cause: Any = getattr(orig, "__cause__", None)
-    return Violation(
-        sqlstate=getattr(orig, "sqlstate", None) or getattr(cause, "sqlstate", None),
-        constraint=getattr(cause, "constraint_name", None),
-        detail=getattr(cause, "detail", None),
-    )
-
-
-async def write_guarded(
-    session: AsyncSession, apply: Callable[[], None], *, expected: Collection[str]
-) -> Violation | None:
-    """Run `apply` (adds, attribute changes, deletes) and flush inside a savepoint.
-    A violation of an `expected` constraint (by name or SQLSTATE) rolls the
-    savepoint back and is returned; any other is a bug and propagates."""
-    try:
-        async with session.begin_nested():
-            apply()
-            await session.flush()
-    except IntegrityError as exc:
-        violation = violation_of(exc)
-        if violation.constraint in expected or violation.sqlstate in expected:
-            return violation
-        raise
-    return None
-
-
-async def insert_guarded(
-    session: AsyncSession, obj: Any, *, expected: Collection[str]
-) -> Violation | None:
-    return await write_guarded(session, lambda: session.add(obj), expected=expected)
-
-
-def update_from(obj: Any, changes: dict[str, Any]) -> Callable[[], None]:
-    def apply() -> None:
-        for key, value in changes.items():
-            setattr(obj, key, value)
-
-    return apply
 
 
 # --- clients -------------------------------------------------------------------------
 
 
 def clients(ctx: TenantContext) -> Select[Client]:
-    """The clients `ctx` may see: a client viewer only their own."""
-    stmt = scoped(Client, ctx)
-    if ctx.client_id is not None:
-        stmt = stmt.where(col(Client.id) == ctx.client_id)
-    return stmt
+    """The clients `ctx` may see: a client viewer only their own (Client names
+    its client column, so `scoped` narrows it)."""
+    return scoped(Client, ctx)
 
 
 async def get_client(
@@ -151,13 +89,6 @@ async def count_projects(session: AsyncSession, ctx: TenantContext, client_id: u
 async def delete_client(session: AsyncSession, client: Client) -> Violation | None:
     """Delete inside a savepoint: users, invitations or identity providers that
     still name the client come back as a foreign-key violation."""
-    try:
-        async with session.begin_nested():
-            await session.delete(client)
-            await session.flush()
-    except IntegrityError as exc:
-        violation = violation_of(exc)
-        if violation.sqlstate == FOREIGN_KEY_VIOLATION:
-            return violation
-        raise
-    return None
+    return await write_guarded(
+        session, lambda: session.sync_session.delete(client), expected={FOREIGN_KEY_VIOLATION}
+    )

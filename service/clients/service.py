@@ -10,6 +10,7 @@ from service.clients import repository
 from service.clients.errors import ClientHasProjects, ClientInUse, ClientNameTaken
 from service.clients.models import Client
 from service.clients.schemas import ClientCreate, ClientUpdate
+from service.core.db import insert_guarded, update_from, write_guarded
 from service.core.time import utcnow
 from tenants.context import TenantContext, ensure_visible
 
@@ -28,7 +29,7 @@ async def create_client(session: AsyncSession, ctx: TenantContext, data: ClientC
         time_zone=data.time_zone or await repository.tenant_time_zone(session, ctx),
         email_domains=list(data.email_domains),
     )
-    if await repository.insert_guarded(session, client, expected=NAME_KEY) is not None:
+    if await insert_guarded(session, client, expected=NAME_KEY) is not None:
         # Only the name is unique; a concurrent create took it between check and insert.
         raise ClientNameTaken(f"A client named '{data.name}' exists.", field="name")
     return client
@@ -66,9 +67,7 @@ async def update_client(
     if name is not None and await repository.client_named(session, ctx, name, other_than=client.id):
         raise ClientNameTaken(f"A client named '{name}' exists.", field="name")
     changes["updated_at"] = utcnow()
-    if await repository.write_guarded(
-        session, repository.update_from(client, changes), expected=NAME_KEY
-    ):
+    if await write_guarded(session, update_from(client, changes), expected=NAME_KEY):
         raise ClientNameTaken(f"A client named '{name}' exists.", field="name")
     return client
 

@@ -440,5 +440,7 @@ left join stage_verdicts v on v.row_no = m.row_no
 # Statements up to the classification; the rest only when a verdict is 'update'
 # (a corrected contact) if they are marked so — the partition-wide DELETE and the
 # corrections record cost ~0.3 s a batch even with nothing to correct.
-CLASSIFIED = 4
+CLASSIFIED = (
+    next(i for i, st in enumerate(PIPELINE) if "create temp table stage_verdicts" in st) + 1
+)
 CORRECTION_ONLY = frozenset(st for st in PIPELINE if "-- corrections only" in st)

@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.clients import repository as guarded
 from service.contracts import repository
 from service.contracts.errors import (
     ContractInForce,
@@ -36,6 +35,7 @@ from service.contracts.schemas import (
     ContractVersionCreate,
 )
 from service.contracts.terms import check_terms
+from service.core import db as guarded
 from service.core.concurrency import check_if_match
 from service.core.time import utcnow
 from service.projects import repository as projects

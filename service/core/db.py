@@ -19,7 +19,7 @@ Invariants held here, and only here:
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -28,8 +28,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from fastapi import Depends, Request
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -73,11 +73,6 @@ async def set_scope(session: AsyncSession, scope: DbScope) -> None:
     session.info[SCOPE_KEY] = scope
     if session.in_transaction():
         await session.execute(_SET_SCOPE, scope.params())
-
-
-async def apply_scope(conn: AsyncConnection, scope: DbScope) -> None:
-    """The same for a Core connection (hot read paths): call inside its transaction."""
-    await conn.execute(_SET_SCOPE, scope.params())
 
 
 def asyncpg_url(dsn: str) -> str:
@@ -177,8 +172,63 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-async def server_info(conn: AsyncConnection) -> dict[str, Any]:
-    row = (
-        await conn.execute(text("select current_setting('server_version_num')::int"))
-    ).scalar_one()
-    return {"server_version_num": row}
+# --- guarded writes -----------------------------------------------------------------
+# A write inside a SAVEPOINT whose constraint violation comes back as a value,
+# so a service can answer 409 naming the clash while the request's transaction
+# stays usable. One mechanism for every domain (and for reading the SQLSTATE
+# of any database error).
+
+
+@dataclass(frozen=True)
+class Violation:
+    """What the database refused: SQLSTATE, constraint name and (server-side)
+    detail. The detail is for the service to read, never to send to a client."""
+
+    sqlstate: str | None
+    constraint: str | None
+    detail: str | None
+
+
+def violation_of(exc: DBAPIError) -> Violation:
+    """The SQLSTATE and constraint of an error raised through asyncpg."""
+    for candidate in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        sqlstate = getattr(candidate, "sqlstate", None)
+        if sqlstate:
+            return Violation(
+                sqlstate,
+                getattr(candidate, "constraint_name", None),
+                getattr(candidate, "detail", None),
+            )
+    return Violation(None, None, None)
+
+
+async def write_guarded(
+    session: AsyncSession, apply: Callable[[], object], *, expected: Collection[str]
+) -> Violation | None:
+    """Run `apply` (adds, attribute changes, deletes) and flush inside a savepoint.
+    A violation of an `expected` constraint (by name or SQLSTATE) rolls the
+    savepoint back and is returned; any other is a bug and propagates."""
+    try:
+        async with session.begin_nested():
+            apply()
+            await session.flush()
+    except IntegrityError as exc:
+        violation = violation_of(exc)
+        if violation.constraint in expected or violation.sqlstate in expected:
+            return violation
+        raise
+    return None
+
+
+async def insert_guarded(
+    session: AsyncSession, obj: Any, *, expected: Collection[str]
+) -> Violation | None:
+    return await write_guarded(session, lambda: session.add(obj), expected=expected)
+
+
+def update_from(obj: Any, changes: dict[str, Any]) -> Callable[[], None]:
+    def apply() -> None:
+        for key, value in changes.items():
+            setattr(obj, key, value)
+
+    return apply

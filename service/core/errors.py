@@ -20,6 +20,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.core.db import violation_of
+
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://callpact.dev/problems/"
 
@@ -190,9 +192,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DBAPIError)
     async def _dbapi(request: Request, exc: DBAPIError) -> JSONResponse:
         # The database's own text may name tables, constraints or other tenants' values.
-        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(
-            getattr(exc.orig, "__cause__", None), "sqlstate", None
-        )
+        sqlstate = violation_of(exc).sqlstate
         if sqlstate == "57014":  # query_canceled: statement_timeout
             log.warning("db_statement_timeout")
             return problem(

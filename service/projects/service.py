@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.clients import repository as clients_repository
-from service.clients.repository import Violation
 from service.core.concurrency import check_if_match
+from service.core.db import Violation, insert_guarded, update_from, write_guarded
 from service.core.time import utcnow
 from service.projects import repository
 from service.projects.errors import (
@@ -80,7 +80,7 @@ async def create_project(session: AsyncSession, ctx: TenantContext, data: Projec
         queue_keys=list(data.queue_keys),
         status=data.status,
     )
-    violation = await clients_repository.insert_guarded(session, project, expected=UNIQUE_KEYS)
+    violation = await insert_guarded(session, project, expected=UNIQUE_KEYS)
     if violation is not None:
         _raise_for(violation, data.queue_keys, data.name)
     return project
@@ -146,9 +146,7 @@ async def update_project(
             raise _queue_key_problem(keys, taken, ctx)
     changes["version"] = project.version + 1
     changes["updated_at"] = utcnow()
-    violation = await clients_repository.write_guarded(
-        session, clients_repository.update_from(project, changes), expected=UNIQUE_KEYS
-    )
+    violation = await write_guarded(session, update_from(project, changes), expected=UNIQUE_KEYS)
     if violation is not None:
         _raise_for(violation, keys, name)
     return project

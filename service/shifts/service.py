@@ -32,8 +32,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.agents.errors import UnknownProject
-from service.agents.repository import db_error
 from service.core.concurrency import check_if_match
+from service.core.db import violation_of
 from service.core.errors import NotFound, PayloadTooLarge
 from service.core.time import utcnow
 from service.projects.models import Project
@@ -187,7 +187,7 @@ async def _save_booking(
                     session.add(shift)
                 await session.flush()
         except DBAPIError as exc:
-            sqlstate, _ = db_error(exc)
+            sqlstate = violation_of(exc).sqlstate
             if sqlstate == DEADLOCK_DETECTED and attempt + 1 < DEADLOCK_RETRIES:
                 continue
             if sqlstate == EXCLUSION_VIOLATION:
@@ -455,7 +455,7 @@ async def import_shifts(
     try:
         inserted, updated = await repo.write_staged(session, ctx)
     except DBAPIError as exc:
-        if db_error(exc)[0] in {EXCLUSION_VIOLATION, DEADLOCK_DETECTED, UNIQUE_VIOLATION}:
+        if violation_of(exc).sqlstate in {EXCLUSION_VIOLATION, DEADLOCK_DETECTED, UNIQUE_VIOLATION}:
             raise ScheduleChanged(
                 "A shift booked (or an external id taken) while this import ran clashes with it;"
                 " nothing was written. Retry.",
