@@ -190,16 +190,17 @@ class Violation:
 
 
 def violation_of(exc: DBAPIError) -> Violation:
-    """The SQLSTATE and constraint of an error raised through asyncpg."""
-    for candidate in (exc.orig, getattr(exc.orig, "__cause__", None)):
-        sqlstate = getattr(candidate, "sqlstate", None)
-        if sqlstate:
-            return Violation(
-                sqlstate,
-                getattr(candidate, "constraint_name", None),
-                getattr(candidate, "detail", None),
-            )
-    return Violation(None, None, None)
+    """The SQLSTATE, constraint and detail of an error raised through asyncpg.
+    SQLAlchemy's adapter carries the SQLSTATE; the asyncpg error under it
+    (`__cause__`) carries the constraint name and detail."""
+    orig: Any = exc.orig
+    cause: Any = getattr(orig, "__cause__", None)
+    return Violation(
+        sqlstate=getattr(orig, "sqlstate", None) or getattr(cause, "sqlstate", None),
+        constraint=getattr(cause, "constraint_name", None)
+        or getattr(orig, "constraint_name", None),
+        detail=getattr(cause, "detail", None) or getattr(orig, "detail", None),
+    )
 
 
 async def write_guarded(
