@@ -13,6 +13,8 @@ from service.agents import router as agents
 from service.clients import router as clients
 from service.contacts import router as contacts
 from service.contracts import router as contracts
+from service.core.answers import CachedAnswer
+from service.core.changes import ChangeFeed, TenantCache
 from service.core.config import ApiSettings, Settings, get_settings
 from service.core.db import Database
 from service.core.errors import install_error_handlers
@@ -24,6 +26,7 @@ from service.kpis import router as kpis
 from service.operations import router as operations
 from service.projects import router as projects
 from service.shifts import router as shifts
+from tenants.context import TenantContext
 from tenants.keys import open_key_store
 from tenants.oidc import idp_router, oidc_router
 from tenants.router import auth_router, platform_router, tenant_router, wellknown_router
@@ -73,9 +76,24 @@ def create_app(
         app.state.keys = await open_key_store(
             app.state.db, settings.auth.secret_key.get_secret_value()
         )
+        changes = ChangeFeed(
+            settings.database.app_dsn(), connect_timeout_s=settings.database.connect_timeout_s
+        )
+        await changes.start()
+        app.state.db.change_listeners.append(changes.changed)
+        app.state.changes = changes
+        app.state.callers = TenantCache[TenantContext](changes, max_entries=50_000, ttl_s=300)
+        app.state.kpi_answers = TenantCache[CachedAnswer](
+            changes,
+            max_entries=100_000,
+            max_size=settings.api.kpi_cache_mb << 20,
+            ttl_s=3600,
+        )
         try:
             yield
         finally:
+            app.state.db.change_listeners.remove(changes.changed)
+            await changes.stop()
             if own_redis:
                 await app.state.redis.aclose()
             if own_db:

@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from service.core.changes import TenantCache
 from service.core.db import Database, SessionDep, set_scope
 from service.core.errors import Forbidden, Unauthorized
 from service.core.time import utcnow
@@ -82,7 +83,33 @@ async def project_scope(
     return frozenset(rows.scalars())
 
 
+def _callers(request: Request) -> TenantCache[TenantContext] | None:
+    """The process's cache of resolved callers (absent outside the API)."""
+    return getattr(request.app.state, "callers", None)
+
+
 async def _context_for_user(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    callers: TenantCache[TenantContext] | None = None,
+) -> TenantContext:
+    # Role, client, projects and the tenant's status are read from the database
+    # (a demotion takes effect at once); the cache holds them only until the
+    # next committed change to the tenant's users, projects or status.
+    stamp = None
+    if callers is not None:
+        cached = callers.get(tenant_id, ("user", user_id))
+        if cached is not None:
+            return cached
+        stamp = callers.stamp(tenant_id)
+    ctx = await _read_user_context(session, tenant_id, user_id)
+    if callers is not None:
+        callers.put(tenant_id, ("user", user_id), ctx, stamp)
+    return ctx
+
+
+async def _read_user_context(
     session: AsyncSession, tenant_id: uuid.UUID, user_id: uuid.UUID
 ) -> TenantContext:
     await set_scope(session, TenantContext(tenant_id, "user", user_id, frozenset()).db_scope())
@@ -149,12 +176,12 @@ async def resolve_context(request: Request, session: AsyncSession) -> TenantCont
     elif token is not None:
         keys: KeyStore = request.app.state.keys
         claims = await verify_access_token(keys, request.app.state.settings.api.public_url, token)
-        ctx = await _context_for_user(session, claims.tenant_id, claims.user_id)
+        ctx = await _context_for_user(session, claims.tenant_id, claims.user_id, _callers(request))
     else:
         portal = await current_session(request)
         if portal is None:
             raise MissingCredentials("Send 'Authorization: Bearer <token>'.")
-        ctx = await _context_for_user(session, portal.tenant_id, portal.user_id)
+        ctx = await _context_for_user(session, portal.tenant_id, portal.user_id, _callers(request))
     await set_scope(session, ctx.db_scope())
     set_actor(session, ctx)
     request.state.ctx = ctx

@@ -107,6 +107,11 @@ class ApiSettings(BaseSettings):
     max_upload_bytes: int = Field(
         default=2 << 30, ge=1024, description="Streamed uploads (`…/uploads` routes)."
     )
+    kpi_cache_mb: int = Field(
+        default=64,
+        ge=0,
+        description="Memory per API process for KPI answers, kept until the data changes (0: off).",
+    )
 
 
 class AuthSettings(BaseSettings):

@@ -40,6 +40,9 @@ from sqlalchemy.orm import Session, SessionTransaction
 from service.core.config import DatabaseSettings
 
 SCOPE_KEY = "callpact.scope"
+DB_KEY = "callpact.db"  # the Database a session belongs to
+_BEGAN_KEY = "callpact.began"  # a transaction of this session holds a connection
+_CHANGED_KEY = "callpact.changed"  # tenant (or "*") whose watched tables it wrote
 
 _SET_SCOPE = text(
     "select set_config('app.tenant_id', :tenant_id, true),"
@@ -66,6 +69,40 @@ def _apply_scope(session: Session, transaction: SessionTransaction, connection: 
     scope: DbScope | None = session.info.get(SCOPE_KEY)
     if scope is not None:
         connection.execute(_SET_SCOPE, scope.params())
+    session.info[_BEGAN_KEY] = True
+
+
+# Changes this process commits are announced to its own caches at once (the
+# other processes learn them from the notification): the triggers of migration
+# 0008 leave the written tenant in `callpact.changed`, read just before COMMIT.
+_READ_CHANGED = text("select current_setting('callpact.changed', true)")
+
+
+@event.listens_for(Session, "before_commit")
+def _read_changed(session: Session) -> None:
+    db: Database | None = session.info.get(DB_KEY)
+    if db is None or not db.change_listeners or session.in_nested_transaction():
+        return
+    if session.info.pop(_BEGAN_KEY, False):
+        changed = session.execute(_READ_CHANGED).scalar()
+        if changed:
+            session.info[_CHANGED_KEY] = changed
+
+
+@event.listens_for(Session, "after_commit")
+def _announce_changed(session: Session) -> None:
+    changed = session.info.pop(_CHANGED_KEY, None)
+    db: Database | None = session.info.get(DB_KEY)
+    if changed and db is not None:
+        for listener in db.change_listeners:
+            listener(changed)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_changed(session: Session) -> None:
+    if not session.in_nested_transaction():
+        session.info.pop(_BEGAN_KEY, None)
+        session.info.pop(_CHANGED_KEY, None)
 
 
 async def set_scope(session: AsyncSession, scope: DbScope) -> None:
@@ -115,8 +152,13 @@ class Database:
     def __init__(self, settings: DatabaseSettings) -> None:
         self.settings = settings
         self.engine = create_engine(settings.app_dsn(), settings)
-        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.sessionmaker = async_sessionmaker(
+            self.engine, expire_on_commit=False, info={DB_KEY: self}
+        )
         self._admin_engine: AsyncEngine | None = None
+        # Called with the tenant (or "*") after a commit that wrote what the
+        # change triggers watch (see service/core/changes.py).
+        self.change_listeners: list[Callable[[str], None]] = []
 
     @property
     def admin_engine(self) -> AsyncEngine:
@@ -130,7 +172,7 @@ class Database:
         return self.sessionmaker()
 
     def admin_session(self) -> AsyncSession:
-        return AsyncSession(self.admin_engine, expire_on_commit=False)
+        return AsyncSession(self.admin_engine, expire_on_commit=False, info={DB_KEY: self})
 
     @asynccontextmanager
     async def transaction(self, scope: DbScope | None = None) -> AsyncIterator[AsyncSession]:

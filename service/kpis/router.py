@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable
 from datetime import date, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.core.answers import cached_json
 from service.core.db import SessionDep
 from service.kpis import service
 from service.kpis.schemas import GranularityName, GroupBy, KpiQuery, KpiReport
@@ -71,25 +74,46 @@ def kpi_query(
 Query_ = Annotated[KpiQuery, Depends(kpi_query)]
 
 
+def _answer(
+    request: Request,
+    session: AsyncSession,
+    ctx: TenantContext,
+    scope: service.Scope,
+    scope_id: uuid.UUID,
+    q: KpiQuery,
+) -> Awaitable[Response]:
+    """The report from the process's answer cache while the tenant's data is unchanged.
+    The key holds all the report depends on besides that data: scope, query and
+    what the caller may see (client, projects)."""
+    key = ("kpis", scope, scope_id, q.model_dump_json(), ctx.client_id, ctx.project_ids)
+    return cached_json(
+        request,
+        ctx.tenant_id,
+        key,
+        lambda: service.kpi_report(session, ctx, scope, scope_id, q),
+    )
+
+
 @router.get("/projects/{project_id}/kpis", response_model=KpiReport)
 async def project_kpis(
-    project_id: uuid.UUID, q: Query_, ctx: Reader, session: SessionDep
-) -> KpiReport:
+    request: Request, project_id: uuid.UUID, q: Query_, ctx: Reader, session: SessionDep
+) -> Response:
     """Every KPI of KPIS.md for one project, per bucket and in total, in the project's time zone.
     The service-level formula is the query's variant (`sl`, `t`, `short_abandon_s`), else the
-    contract's in force at `from`, else SL1 with T = 20 s; the response names it."""
-    return await service.kpi_report(session, ctx, "project", project_id, q)
+    contract's in force at `from`, else SL1 with T = 20 s; the response names it. Answers carry
+    an `ETag` (`If-None-Match` → 304) and are recomputed only after the tenant's data changed."""
+    return await _answer(request, session, ctx, "project", project_id, q)
 
 
 @router.get("/clients/{client_id}/kpis", response_model=KpiReport)
 async def client_kpis(
-    client_id: uuid.UUID, q: Query_, ctx: Reader, session: SessionDep
-) -> KpiReport:
+    request: Request, client_id: uuid.UUID, q: Query_, ctx: Reader, session: SessionDep
+) -> Response:
     """The same over all visible projects of a client, in the client's time zone."""
-    return await service.kpi_report(session, ctx, "client", client_id, q)
+    return await _answer(request, session, ctx, "client", client_id, q)
 
 
 @router.get("/tenant/kpis", response_model=KpiReport)
-async def tenant_kpis(q: Query_, ctx: Reader, session: SessionDep) -> KpiReport:
+async def tenant_kpis(request: Request, q: Query_, ctx: Reader, session: SessionDep) -> Response:
     """The same over every visible project of the tenant, in the tenant's time zone."""
-    return await service.kpi_report(session, ctx, "tenant", ctx.tenant_id, q)
+    return await _answer(request, session, ctx, "tenant", ctx.tenant_id, q)

@@ -8,6 +8,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -32,6 +33,7 @@ from tenants.context import TenantContext, scoped
 from tenants.models import Client, Tenant
 
 MAX_BUCKETS = 10_000
+Scope = Literal["project", "client", "tenant"]
 
 
 class KpiQueryInvalid(InvalidInput):
@@ -171,7 +173,7 @@ async def _contract_terms(
 
 
 async def kpi_report(
-    session: AsyncSession, ctx: TenantContext, scope: str, scope_id: uuid.UUID, q: KpiQuery
+    session: AsyncSession, ctx: TenantContext, scope: Scope, scope_id: uuid.UUID, q: KpiQuery
 ) -> KpiReport:
     projects, zone_name = await _scope_projects(session, ctx, scope, scope_id)
     zone = ZoneInfo(zone_name)
