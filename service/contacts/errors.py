@@ -13,3 +13,10 @@ class BatchTooLarge(AppError):
     status = 413
     code = "batch_too_large"
     title = "Too many records in one batch"
+
+
+class ConcurrentImport(AppError):
+    status = 409
+    code = "concurrent_import"
+    title = "Other imports kept changing these contacts; retry the batch"
+    retry_after_s = 1
