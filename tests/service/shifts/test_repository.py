@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -68,3 +69,33 @@ async def test_the_scan_finds_every_overlap_the_constraint_would_refuse(
         await session.rollback()
     async with db.transaction(ctx.db_scope()) as session:
         assert await repo.find_overlaps(session, ctx, T0, T0 + timedelta(days=1)) == []
+
+
+def _plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    return [node, *(n for child in node.get("Plans", []) for n in _plan_nodes(child))]
+
+
+async def test_the_scan_reads_the_agent_index_in_order_and_leaves_the_planner_as_it_was(
+    db: Database, floor: Floor
+) -> None:
+    ctx = ctx_of(floor)
+    end = T0 + timedelta(days=28)
+    params = {"t": ctx.tenant_id, "start": T0, "end": end, "lookback": T0 - timedelta(days=1)}
+    async with db.transaction(ctx.db_scope()) as session:
+        await session.execute(text("select set_config('work_mem', '8MB', true)"))
+        assert await repo.find_overlaps(session, ctx, T0, end) == []
+        after = await session.execute(
+            text("select current_setting('enable_sort'), current_setting('work_mem')")
+        )
+        assert tuple(after.one()) == ("on", "8MB")
+
+        # The plan the scan runs under its settings: the window fed in order by
+        # the covering index (no sort; no table column missing from the index).
+        await session.execute(repo._SCAN_SETTINGS)
+        explain = text(f"explain (format json) {repo._OVERLAPS.text}")
+        [[plan]] = (await session.execute(explain, params)).all()
+        nodes = _plan_nodes(plan[0]["Plan"])
+        assert not [n for n in nodes if "Sort" in n["Node Type"]]
+        [scan] = [n for n in nodes if n["Node Type"].endswith("Scan") and "Index Name" in n]
+        assert (scan["Node Type"], scan["Index Name"]) == ("Index Only Scan", "shifts_agent_start")
+        await session.rollback()
