@@ -562,17 +562,19 @@ async def _loadgen(spec: dict[str, Any]) -> dict[str, Any]:
     statuses: Counter[int] = Counter()
     last_done = [measure_from]
 
+    once = bool(spec.get("once"))  # every path exactly once, split between the connections
+
     async def worker(offset: int) -> None:
         reader, writer = await asyncio.open_connection(host, port)
         i = offset
         try:
             while budget[0] > 0:
                 begin = time.perf_counter()
-                if begin >= stop_at:
+                if begin >= stop_at or (once and i >= len(requests)):
                     break
                 budget[0] -= 1
                 writer.write(requests[i % len(requests)])
-                i += 1
+                i += connections if once else 1
                 head = await reader.readuntil(b"\r\n\r\n")
                 status = int(head[9:12])
                 at = head.lower().find(b"\r\ncontent-length:")
@@ -588,7 +590,7 @@ async def _loadgen(spec: dict[str, Any]) -> dict[str, Any]:
         finally:
             writer.close()
 
-    await asyncio.gather(*(worker(j * 7) for j in range(connections)))
+    await asyncio.gather(*(worker(j if once else j * 7) for j in range(connections)))
     latencies.sort()
     n = len(latencies)
     elapsed = last_done[0] - measure_from
@@ -1045,6 +1047,19 @@ class Bench:
             "seconds": LOAD_SECONDS,
             "max_requests": LOAD_MAX_REQUESTS,
         }
+        # The first read of each project-month computes it (the answer cache is empty):
+        # every path once, then the rounds read what the cache holds, as dashboards do.
+        cold = await _drive({**spec, "paths": paths, "once": True, "warmup": 0, "seconds": 120})
+        assert set(cold["statuses"]) == {"200"}, cold
+        assert cold["requests"] == len(paths), cold
+        self.report.add(
+            f"GET project KPIs, first read of each of {len(paths)} project-months (computed),"
+            f" {LOAD_CONNECTIONS} connections: p50",
+            cold["p50_ms"],
+            "ms",
+            baseline_name="p99",
+            baseline=cold["p99_ms"],
+        )
         hello: list[dict[str, Any]] = []
         route: list[dict[str, Any]] = []
         for _ in range(LOAD_ROUNDS):
@@ -1072,6 +1087,18 @@ class Bench:
             baseline=median([r["p99_ms"] for r in hello]),
             target="<= 20 ms",
             ok=route_p99 <= 20,
+        )
+        scraped = (await self.http.get(f"{self.server.base}/metrics")).text
+        counts = {
+            line.split("{")[0]: float(line.rsplit(" ", 1)[1])
+            for line in scraped.splitlines()
+            if line.startswith(("callpact_cache_hits_total", "callpact_cache_misses_total"))
+            and 'cache="kpi_answers"' in line
+        }
+        self.report.note(
+            f"KPI answer cache after the load: {counts.get('callpact_cache_hits_total', 0):,.0f} hits,"
+            f" {counts.get('callpact_cache_misses_total', 0):,.0f} misses (computed answers);"
+            f" the first reads: {cold['rps']:.0f} req/s, p50/p99 {cold['p50_ms']:.1f}/{cold['p99_ms']:.1f} ms"
         )
         self.report.note(
             f"KPI route: {len(paths)} project-months of the 40 biggest projects in turn, an answer"

@@ -18,6 +18,7 @@ import base64
 import json
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,7 +97,47 @@ def _header(token: str) -> dict[str, Any]:
     return header
 
 
+class _Verified:
+    """Tokens whose signature and claims were checked, kept until they expire: the
+    signature covers every byte of the token, so the same string verifies the same
+    way again — as long as its key is still known and it has not expired."""
+
+    MAX = 20_000
+
+    def __init__(self) -> None:
+        self._tokens: OrderedDict[str, tuple[AccessClaims, str, str, float]] = OrderedDict()
+
+    def get(self, token: str, issuer: str) -> tuple[AccessClaims, str] | None:
+        entry = self._tokens.get(token)
+        if entry is None:
+            return None
+        claims, kid, iss, expires = entry
+        if iss != issuer or expires + LEEWAY_S <= time.time():
+            del self._tokens[token]
+            return None
+        return claims, kid
+
+    def put(self, token: str, claims: AccessClaims, kid: str, issuer: str, expires: float) -> None:
+        self._tokens[token] = (claims, kid, issuer, expires)
+        if len(self._tokens) > self.MAX:
+            self._tokens.popitem(last=False)
+
+
+_VERIFIED = _Verified()
+
+
 async def verify_access_token(keys: KeyStore, issuer: str, token: str) -> AccessClaims:
+    seen = _VERIFIED.get(token, issuer)
+    if seen is not None:
+        claims_seen, kid_seen = seen
+        if await keys.verification_key(kid_seen) is not None:
+            return claims_seen
+    verified, kid, expires = await _verify(keys, issuer, token)
+    _VERIFIED.put(token, verified, kid, issuer, expires)
+    return verified
+
+
+async def _verify(keys: KeyStore, issuer: str, token: str) -> tuple[AccessClaims, str, float]:
     if token.count(".") != 2:
         raise InvalidToken("The token is not a JWT.")
     header = _header(token)
@@ -138,12 +179,16 @@ async def verify_access_token(keys: KeyStore, issuer: str, token: str) -> Access
     if not isinstance(claims.get("iat"), int) or claims["iat"] > time.time() + LEEWAY_S:
         raise InvalidToken("The token was issued in the future.")
     try:
-        return AccessClaims(
-            tenant_id=uuid.UUID(claims["tid"]),
-            user_id=uuid.UUID(claims["sub"]),
-            role=str(claims["role"]),
-            client_id=uuid.UUID(claims["cid"]) if claims.get("cid") else None,
-            jti=str(claims.get("jti", "")),
+        return (
+            AccessClaims(
+                tenant_id=uuid.UUID(claims["tid"]),
+                user_id=uuid.UUID(claims["sub"]),
+                role=str(claims["role"]),
+                client_id=uuid.UUID(claims["cid"]) if claims.get("cid") else None,
+                jti=str(claims.get("jti", "")),
+            ),
+            kid,
+            float(claims["exp"]),
         )
     except (ValueError, TypeError, AttributeError) as exc:
         raise InvalidToken("The token's subject or tenant is malformed.") from exc

@@ -168,6 +168,10 @@ class TenantCache(Generic[V]):
     def __len__(self) -> int:
         return len(self._entries)
 
+    @property
+    def size(self) -> int:
+        return self._size
+
     def stamp(self, tenant_id: uuid.UUID) -> Epoch | None:
         return self._feed.epoch(tenant_id)
 

@@ -205,7 +205,8 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with db.session() as session:
         try:
             yield session
-            await session.commit()
+            if session.in_transaction():  # a request served from caches never began one
+                await session.commit()
         except BaseException:
             await session.rollback()
             raise

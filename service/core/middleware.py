@@ -29,11 +29,23 @@ class RouteTemplates:
     logs: one time series per route, never one per object id. Built from the
     app's own OpenAPI paths on first use, so it needs no framework internals."""
 
+    REMEMBERED = 8192  # paths whose template is kept (a linear regex scan otherwise)
+
     def __init__(self, paths: Callable[[], list[str]]) -> None:
         self._paths = paths
         self._compiled: list[tuple[re.Pattern[str], str]] | None = None
+        self._seen: dict[str, str] = {}
 
     def match(self, path: str) -> str:
+        template = self._seen.get(path)
+        if template is None:
+            template = self._match(path)
+            if len(self._seen) >= self.REMEMBERED:
+                self._seen.clear()  # paths with ids are unbounded; the hot ones come back
+            self._seen[path] = template
+        return template
+
+    def _match(self, path: str) -> str:
         if self._compiled is None:
             templates = sorted(self._paths(), key=lambda t: (t.count("{"), -len(t)))
             self._compiled = [

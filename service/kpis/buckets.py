@@ -28,6 +28,7 @@ interval or a local day, which holds for every tzdata zone since 1970.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -161,7 +162,11 @@ def _interval(instant: datetime, minutes: int, zone: ZoneInfo) -> tuple[datetime
 
 def day_start(day: date, zone: ZoneInfo | str) -> datetime:
     """The first instant (UTC) whose local date is `day`."""
-    tz = _zone(zone)
+    return _day_start(day, _zone(zone))
+
+
+@functools.lru_cache(maxsize=65_536)  # pure; a report asks for the same days many times
+def _day_start(day: date, tz: ZoneInfo) -> datetime:
     wall = datetime(day.year, day.month, day.day)
     candidates = [wall.replace(tzinfo=tz, fold=fold).astimezone(UTC) for fold in (0, 1)]
     for c in sorted(candidates):

@@ -363,9 +363,24 @@ def _symbols(
     return a, a_t, ab, ab_t, ab_s, x
 
 
+# The queue KPIs of one period all start from the same counts: the last one computed
+# is kept (by identity of the sums, which it also holds, so the id cannot be reused).
+_last_counts: tuple[KpiSums, ContractTerms, int | None, QueueCounts] | None = None
+
+
 def queue_counts(
     sums: KpiSums, terms: ContractTerms = DEFAULT_TERMS, threshold_s: int | None = None
 ) -> QueueCounts:
+    global _last_counts
+    last = _last_counts
+    if last is not None and last[0] is sums and last[1] is terms and last[2] == threshold_s:
+        return last[3]
+    counts = _queue_counts(sums, terms, threshold_s)
+    _last_counts = (sums, terms, threshold_s, counts)
+    return counts
+
+
+def _queue_counts(sums: KpiSums, terms: ContractTerms, threshold_s: int | None) -> QueueCounts:
     t = terms.service_level.threshold_s if threshold_s is None else threshold_s
     _check_int(t, "threshold_s")
     a, a_t, ab, ab_t, ab_s, x = _symbols(

@@ -8,6 +8,7 @@ from datetime import date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.core.answers import cached_json
@@ -33,41 +34,40 @@ def _when(value: str, name: str) -> date | datetime:
         ) from exc
 
 
-def kpi_query(
-    from_: Annotated[
-        str,
-        Query(
-            alias="from", description="Start: a local date or a timestamp with offset (inclusive)."
-        ),
-    ],
-    to: Annotated[
-        str, Query(description="End: a local date or a timestamp with offset (exclusive).")
-    ],
-    granularity: GranularityName = "day",
-    channel: Annotated[str | None, Query(pattern="^(voice|chat|email|social)$")] = None,
-    group_by: GroupBy | None = None,
-    sl: Annotated[
-        str | None,
-        Query(description="Service-level preset SL1-SL4 (default: the contract's, else SL1)."),
-    ] = None,
-    t: Annotated[int | None, Query(description="Service-level threshold T in seconds.")] = None,
-    short_abandon_s: Annotated[int | None, Query(ge=0, le=3600)] = None,
-    timeouts_as_abandons: bool | None = None,
-    kpis: Annotated[
-        str | None, Query(description="Comma-separated KPI names (default: all).")
-    ] = None,
-) -> KpiQuery:
+class KpiParams(BaseModel):
+    """The query string of the KPI routes, validated as one model (measured: ten separate
+    query parameters cost a third of a cached answer's time)."""
+
+    from_: str = Field(
+        alias="from", description="Start: a local date or a timestamp with offset (inclusive)."
+    )
+    to: str = Field(description="End: a local date or a timestamp with offset (exclusive).")
+    granularity: GranularityName = "day"
+    channel: str | None = Field(default=None, pattern="^(voice|chat|email|social)$")
+    group_by: GroupBy | None = None
+    sl: str | None = Field(
+        default=None,
+        description="Service-level preset SL1-SL4 (default: the contract's, else SL1).",
+    )
+    t: int | None = Field(default=None, description="Service-level threshold T in seconds.")
+    short_abandon_s: int | None = Field(default=None, ge=0, le=3600)
+    timeouts_as_abandons: bool | None = None
+    kpis: str | None = Field(default=None, description="Comma-separated KPI names (default: all).")
+
+
+async def kpi_query(p: Annotated[KpiParams, Query()]) -> KpiQuery:
+    # async: a sync dependency would hop to a worker thread on every request.
     return KpiQuery(
-        start=_when(from_, "from"),
-        end=_when(to, "to"),
-        granularity=granularity,
-        channel=channel,
-        group_by=group_by,
-        sl=sl,
-        t=t,
-        short_abandon_s=short_abandon_s,
-        timeouts_as_abandons=timeouts_as_abandons,
-        kpis=[k.strip() for k in kpis.split(",") if k.strip()] if kpis else None,
+        start=_when(p.from_, "from"),
+        end=_when(p.to, "to"),
+        granularity=p.granularity,
+        channel=p.channel,
+        group_by=p.group_by,
+        sl=p.sl,
+        t=p.t,
+        short_abandon_s=p.short_abandon_s,
+        timeouts_as_abandons=p.timeouts_as_abandons,
+        kpis=[k.strip() for k in p.kpis.split(",") if k.strip()] if p.kpis else None,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
 
@@ -23,12 +24,23 @@ class KpiRead(BaseModel):
     upper_bound: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class FigureRead:
+    """One KPI of one bucket: its unit and formula are those named in the report's `total`.
+    A plain dataclass (a report holds hundreds; pydantic serializes it as a model)."""
+
+    value: float | None
+    numerator: float | None = None
+    denominator: float | None = None
+    upper_bound: bool = False
+
+
 class BucketRead(BaseModel):
     start: datetime
     end: datetime
     label: str
     group: str | None = None
-    kpis: dict[str, KpiRead]
+    kpis: dict[str, FigureRead]
 
 
 class TermsRead(BaseModel):
@@ -50,6 +62,7 @@ class KpiReport(BaseModel):
     terms: TermsRead
     buckets: list[BucketRead]
     total: dict[str, KpiRead]
+    """Every KPI over the whole range, with its unit and formula (the buckets' too)."""
 
 
 class KpiQuery(BaseModel):

@@ -26,7 +26,14 @@ from service.kpis.formulas import (
     ServiceLevelFormula,
     compute_all,
 )
-from service.kpis.schemas import BucketRead, KpiQuery, KpiRead, KpiReport, TermsRead
+from service.kpis.schemas import (
+    BucketRead,
+    FigureRead,
+    KpiQuery,
+    KpiRead,
+    KpiReport,
+    TermsRead,
+)
 from service.kpis.sums import KpiSums
 from service.projects.models import Project
 from tenants.context import TenantContext, scoped
@@ -282,12 +289,23 @@ async def kpi_report(
 
     wanted = q.kpis or list(QUEUE_KPIS)
 
-    def figures(sums: KpiSums, intervals: Sequence[KpiSums] | None) -> dict[str, KpiRead]:
+    def values(sums: KpiSums, intervals: Sequence[KpiSums] | None) -> dict[str, KpiValue]:
         try:
-            values = compute_all(sums, terms, intervals)
+            return compute_all(sums, terms, intervals)
         except FormulaError as exc:
             raise KpiQueryInvalid(str(exc), field="sl") from exc
-        return {k: _read(values[k]) for k in wanted}
+
+    def figures(sums: KpiSums, intervals: Sequence[KpiSums]) -> dict[str, FigureRead]:
+        got = values(sums, intervals)
+        return {
+            k: FigureRead(
+                value=got[k].value,
+                numerator=got[k].numerator,
+                denominator=got[k].denominator,
+                upper_bound=got[k].upper_bound,
+            )
+            for k in wanted
+        }
 
     groups = sorted(per_group, key=lambda g: (g is not None, g or "")) or [None]
     out: list[BucketRead] = []
@@ -297,7 +315,7 @@ async def kpi_report(
             parts = data.get(bucket, [])
             sums = KpiSums.merge(parts)
             out.append(
-                BucketRead(
+                BucketRead.model_construct(  # not validated: built from the rows above
                     start=bucket.start,
                     end=bucket.end,
                     label=bucket.label,
@@ -306,7 +324,8 @@ async def kpi_report(
                 )
             )
     everything = [s for g in per_group.values() for parts in g.values() for s in parts]
-    total = figures(KpiSums.merge(everything), everything or [KpiSums()])
+    overall = values(KpiSums.merge(everything), everything or [KpiSums()])
+    total = {k: _read(overall[k]) for k in wanted}
     sl = terms.service_level
     return KpiReport(
         scope=scope,
