@@ -60,12 +60,16 @@ class Clash:
 
 
 # Hot path (every booking that clashes, and availability checks): plain SQL,
-# prepared once per connection, answered from the agent's index entries.
+# prepared once per connection, answered from the agent's index entries. The
+# bounds on `starts_at` are implied by `&&` (a shift lasts at most MAX_SHIFT)
+# and keep a read through `shifts_agent_start` to the agent's day, not its
+# whole history, whichever index the planner picks.
 _CLASHES = text(
     """
     select id, project_id, client_id, starts_at, ends_at from shifts
     where tenant_id = :tenant and agent_id = :agent
       and during && tstzrange(:starts_at, :ends_at, '[)')
+      and starts_at < :ends_at and starts_at > :lookback
       and id is distinct from :exclude
     order by starts_at
     limit :limit
@@ -75,6 +79,7 @@ _CLASHES = text(
     bindparam("agent", type_=Uuid()),
     bindparam("starts_at", type_=_TS),
     bindparam("ends_at", type_=_TS),
+    bindparam("lookback", type_=_TS),
     bindparam("exclude", type_=Uuid()),
     bindparam("limit", type_=Integer()),
 )
@@ -98,6 +103,7 @@ async def clashing_shifts(
             "agent": agent_id,
             "starts_at": starts_at,
             "ends_at": ends_at,
+            "lookback": starts_at - MAX_SHIFT,
             "exclude": exclude,
             "limit": limit,
         },

@@ -71,6 +71,47 @@ async def test_the_scan_finds_every_overlap_the_constraint_would_refuse(
         assert await repo.find_overlaps(session, ctx, T0, T0 + timedelta(days=1)) == []
 
 
+async def test_the_clash_lookup_reaches_a_day_long_shift_begun_the_day_before(
+    db: Database, floor: Floor
+) -> None:
+    """The lookup bounds `starts_at` by the longest shift (24 h): a shift that
+    began almost a day before the asked range still clashes; ranges stay
+    half-open at both ends."""
+    [(agent, _)] = await seed_pool(db, floor.seed.id, 1, [floor.project_a])
+    ctx = ctx_of(floor)
+    minute = timedelta(minutes=1)
+    rows = {
+        "day_long": (T0 - timedelta(hours=24) + minute, T0 + minute),
+        "next": (T0 + timedelta(hours=1), T0 + timedelta(hours=2)),
+    }
+    ids = {name: new_id() for name in rows}
+    async with db.transaction(ctx.db_scope()) as session:
+        for name, (start, end) in rows.items():
+            await session.execute(
+                INSERT,
+                {
+                    "t": floor.seed.id,
+                    "id": ids[name],
+                    "a": agent,
+                    "p": floor.project_a.id,
+                    "c": floor.client_a,
+                    "s": start,
+                    "e": end,
+                },
+            )
+
+        async def clashes(start: datetime, end: datetime) -> list[uuid.UUID]:
+            return [c.id for c in await repo.clashing_shifts(session, ctx, agent, start, end)]
+
+        assert await clashes(T0, T0 + timedelta(hours=1)) == [ids["day_long"]]
+        assert await clashes(T0 + minute, T0 + timedelta(hours=1)) == []
+        assert await clashes(T0 - timedelta(hours=30), T0 + timedelta(hours=3)) == [
+            ids["day_long"],
+            ids["next"],
+        ]
+        await session.rollback()
+
+
 def _plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
     return [node, *(n for child in node.get("Plans", []) for n in _plan_nodes(child))]
 
