@@ -559,9 +559,10 @@ async def write_staged(session: AsyncSession, ctx: TenantContext) -> tuple[int, 
             where s.ok
               and (s.external_id is null or not exists (
                 select 1 from shifts sh where sh.tenant_id = :t and sh.external_id = s.external_id))
-            -- In agent and time order: the exclusion constraint's GiST index grows far
-            -- better than in file order (a file sorted by day spreads every page over
-            -- every agent).
+            -- In agent and time order: an agent's shifts share heap pages and
+            -- shifts_agent_start grows at its ends. (Not for the GiST index: measured,
+            -- it takes a file sorted by day or shuffled as fast or faster, 10-20 %
+            -- faster into an empty index, whose splits agent order leaves half full.)
             order by s.agent_id, s.starts_at
             """
         ),
