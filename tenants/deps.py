@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Hashable
 from typing import Annotated, Any
 
 import structlog
@@ -12,7 +12,9 @@ from fastapi import Depends, Request
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
+from starlette.types import Scope
 
+from service.core.answers import Caller
 from service.core.changes import TenantCache
 from service.core.db import Database, SessionDep, set_scope
 from service.core.errors import Forbidden, Unauthorized
@@ -23,7 +25,12 @@ from tenants.keys import KeyStore
 from tenants.models import ApiToken, Tenant, User
 from tenants.portal_session import current_session
 from tenants.security import constant_time_equals, token_digest
-from tenants.tokens import InvalidToken, opaque_token_tenant, verify_access_token
+from tenants.tokens import (
+    InvalidToken,
+    opaque_token_tenant,
+    remembered_access_token,
+    verify_access_token,
+)
 
 API_TOKEN_PREFIX = "cpk"
 
@@ -81,6 +88,38 @@ async def project_scope(
         )
     )
     return frozenset(rows.scalars())
+
+
+def view_of(ctx: TenantContext) -> Hashable:
+    """What a caller may see: an answer computed for one caller serves every caller
+    of the same tenant with the same view (see service/core/answers.py)."""
+    return (ctx.permissions, ctx.client_id, ctx.project_ids)
+
+
+def known_caller(scope: Scope) -> Caller | None:
+    """The tenant and view of the request's caller when this process has resolved
+    that caller and verified that token already — from memory, no I/O; else None
+    (the request then goes through the route's dependencies)."""
+    state = scope["app"].state
+    callers: TenantCache[TenantContext] | None = getattr(state, "callers", None)
+    keys: KeyStore | None = getattr(state, "keys", None)
+    if callers is None or keys is None:
+        return None
+    header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+    if header is None:
+        return None
+    scheme, _, token = header.decode("latin-1").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or token.startswith(API_TOKEN_PREFIX + "_"):
+        return None
+    claims = remembered_access_token(keys, state.settings.api.public_url, token)
+    if claims is None:
+        return None
+    ctx = callers.peek(claims.tenant_id, ("user", claims.user_id))
+    if ctx is None:
+        return None
+    structlog.contextvars.bind_contextvars(tenant_id=str(ctx.tenant_id))
+    return ctx.tenant_id, view_of(ctx)
 
 
 def _callers(request: Request) -> TenantCache[TenantContext] | None:

@@ -106,6 +106,11 @@ class KeyStore:
             key = self._verify.get(kid)
         return key
 
+    def knows(self, kid: str) -> bool:
+        """Whether `kid` verifies, from memory only: False when the set is due a reload
+        (the caller then takes the path that reloads it)."""
+        return kid in self._verify and time.monotonic() - self._loaded_at <= REFRESH_S
+
     async def jwks(self) -> dict[str, Any]:
         await self._fresh()
         keys: dict[str, Any] = dict(KeySet(list(self._verify.values())).as_dict(private=False))

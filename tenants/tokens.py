@@ -126,6 +126,15 @@ class _Verified:
 _VERIFIED = _Verified()
 
 
+def remembered_access_token(keys: KeyStore, issuer: str, token: str) -> AccessClaims | None:
+    """The claims of a token this process verified, still unexpired and of a key still
+    known — from memory only; None means "verify it" (`verify_access_token`)."""
+    seen = _VERIFIED.get(token, issuer)
+    if seen is None or not keys.knows(seen[1]):
+        return None
+    return seen[0]
+
+
 async def verify_access_token(keys: KeyStore, issuer: str, token: str) -> AccessClaims:
     seen = _VERIFIED.get(token, issuer)
     if seen is not None:

@@ -147,6 +147,8 @@ def settings(
         database=db_settings,
         redis=RedisSettings(url=redis_url, socket_timeout_s=2),
         log={"level": "WARNING", "format": "json"},
+        # A test process starts hundreds of apps: no full collection and freeze for each.
+        api={"gc_freeze": False},
     )
 
 

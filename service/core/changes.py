@@ -187,6 +187,17 @@ class TenantCache(Generic[V]):
         self.misses += 1
         return None
 
+    def peek(self, tenant_id: uuid.UUID, key: Any) -> V | None:
+        """`get` that counts a hit but not a miss (a first look that another
+        lookup follows on a miss)."""
+        entry = self._entries.get((str(tenant_id), key))
+        if entry is None:
+            return None
+        value = self.get(tenant_id, key)
+        if value is None:
+            self.misses -= 1
+        return value
+
     def put(
         self, tenant_id: uuid.UUID, key: Any, value: V, stamp: Epoch | None, size: int = 1
     ) -> bool:

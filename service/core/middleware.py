@@ -104,9 +104,8 @@ class RequestContextMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             if self.templates is not None:
-                template = (
-                    self.templates.match(scope["path"]) if scope.get("route") else "<unmatched>"
-                )
+                routed = scope.get("route") or scope.get("state", {}).get("cached_answer")
+                template = self.templates.match(scope["path"]) if routed else "<unmatched>"
             else:
                 template = getattr(scope.get("route"), "path", None) or "<unmatched>"
             method = scope["method"]

@@ -17,7 +17,7 @@ from service.kpis import service
 from service.kpis.schemas import GranularityName, GroupBy, KpiQuery, KpiReport
 from service.kpis.service import KpiQueryInvalid
 from tenants.context import TenantContext
-from tenants.deps import require
+from tenants.deps import require, view_of
 
 router = APIRouter(tags=["kpis"])
 
@@ -82,14 +82,13 @@ def _answer(
     scope_id: uuid.UUID,
     q: KpiQuery,
 ) -> Awaitable[Response]:
-    """The report from the process's answer cache while the tenant's data is unchanged.
-    The key holds all the report depends on besides that data: scope, query and
-    what the caller may see (client, projects)."""
-    key = ("kpis", scope, scope_id, q.model_dump_json(), ctx.client_id, ctx.project_ids)
+    """The report from the process's answer cache while the tenant's data is unchanged:
+    a report depends on nothing else than that data, its path and query and what the
+    caller may see."""
     return cached_json(
         request,
         ctx.tenant_id,
-        key,
+        view_of(ctx),
         lambda: service.kpi_report(session, ctx, scope, scope_id, q),
     )
 

@@ -13,11 +13,16 @@ from typing import Any
 import asyncpg
 from fastapi import FastAPI
 from httpx import AsyncClient, Response
+from sqlalchemy import update
+from sqlmodel import col
 
 from service.core.changes import TenantCache
 from service.core.config import Settings
 from service.core.db import Database
-from tests.factories import bearer, make_client, user_token
+from service.core.time import utcnow
+from tenants.keys import rotate_keys
+from tenants.models import SigningKey
+from tests.factories import bearer, make_client, platform_headers, user_token
 from tests.service.ingest.conftest import Site, make_project, make_site
 from tests.service.ingest.test_kpi_api import NY_MORNING, contact, push
 
@@ -171,3 +176,59 @@ async def test_a_disabled_caller_is_refused_at_once_after_a_cached_read(
     refused = await get(client, site, token)
     assert refused.status_code == 401
     assert refused.json()["code"] == "account_disabled"
+
+
+async def test_callers_the_answer_was_not_made_for_go_through_the_route(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    """An API token (never served before routing), a token without the permission
+    and a suspended tenant: each gets what the route decides, not the cached bytes."""
+    site = await seeded(client, settings, db)
+    first = await get(client, site)
+    assert (await get(client, site)).content == first.content  # cached for the admin
+    reader = await client.post(
+        "/api/v1/api-tokens",
+        json={"name": "bi", "scopes": ["ops:read"]},
+        headers=bearer(site.seed.admin_token),
+    )
+    writer = await client.post(
+        "/api/v1/api-tokens",
+        json={"name": "pbx", "scopes": ["contacts:write"]},
+        headers=bearer(site.seed.admin_token),
+    )
+    assert reader.status_code == writer.status_code == 201, reader.text
+    read = await get(client, site, reader.json()["token"])
+    assert read.status_code == 200
+    assert read.json()["total"] == first.json()["total"]
+    refused = await get(client, site, writer.json()["token"])
+    assert refused.status_code == 403
+    suspended = await client.post(
+        f"/api/v1/platform/tenants/{site.seed.id}/suspend", headers=platform_headers(settings)
+    )
+    assert suspended.status_code == 200, suspended.text
+    gone = await get(client, site)
+    assert gone.status_code == 401
+    assert gone.json()["code"] == "tenant_suspended"
+
+
+async def test_a_withdrawn_signing_key_ends_cached_reads_at_once(
+    app: FastAPI, client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    secret = settings.auth.secret_key.get_secret_value()
+    async with db.admin_transaction() as admin:
+        kid = await rotate_keys(admin, secret, force=True)
+    await app.state.keys.load()
+    site = await seeded(client, settings, db)  # its admin logs in with the new key
+    for _ in range(2):
+        assert (await get(client, site)).status_code == 200
+    async with db.admin_transaction() as admin:
+        await admin.execute(
+            update(SigningKey)
+            .where(col(SigningKey.kid) == kid)
+            .values(sign_until=utcnow(), verify_until=utcnow())
+        )
+        assert await rotate_keys(admin, secret, force=True) is not None
+    await app.state.keys.load()
+    refused = await get(client, site)
+    assert refused.status_code == 401
+    assert refused.json()["code"] == "invalid_token"
