@@ -17,7 +17,7 @@ batch into a table of 150 000: the insert took 0.55 s with four indexes,
   it.
 
 Revision ID: 0007
-Revises: 0008
+Revises: 0006
 Create Date: 2026-11-23
 """
 
@@ -26,7 +26,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0007"
-down_revision = "0008"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -1,6 +1,6 @@
 """Which tenants' data changed, and caches that never serve what a change made stale.
 
-PostgreSQL says it: the triggers of migration 0008 send the tenant of every
+PostgreSQL says it: the triggers of migration 0006 send the tenant of every
 committed write to KPI inputs or identities on the `callpact_changes`
 channel (`*` for an unscoped admin write). A `ChangeFeed` keeps one
 connection LISTENing and counts, per tenant, the changes it has seen: an

@@ -74,7 +74,7 @@ def _apply_scope(session: Session, transaction: SessionTransaction, connection: 
 
 # Changes this process commits are announced to its own caches at once (the
 # other processes learn them from the notification): the triggers of migration
-# 0008 leave the written tenant in `callpact.changed`, read just before COMMIT.
+# 0006 leave the written tenant in `callpact.changed`, read just before COMMIT.
 _READ_CHANGED = text("select current_setting('callpact.changed', true)")
 
 

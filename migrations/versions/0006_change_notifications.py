@@ -12,7 +12,7 @@ notification and a rolled-back write none. The API's caches
 trigger also leaves the tenant in the transaction-local `callpact.changed`,
 so the writing process can mark its own caches before it commits.
 
-Revision ID: 0008
+Revision ID: 0006
 Revises: 0005
 Create Date: 2026-11-23
 """
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0008"
+revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None

@@ -14,7 +14,7 @@ this index alone, 11-13x with the exclusion constraint alone). It also
 serves an agent's schedule and list filters by agent. The GiST index stays
 the judge of overlaps; a btree cannot answer `&&`.
 
-Revision ID: 0006
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-11-23
 """
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0006"
+revision = "0008"
 down_revision = "0007"
 branch_labels = None
 depends_on = None
