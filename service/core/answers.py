@@ -79,7 +79,9 @@ async def cached_json(
         stamp = cache.stamp(tenant_id) if cache is not None else None
         answer = CachedAnswer.of((await compute()).model_dump_json().encode())
         if cache is not None:
-            cache.put(tenant_id, key, answer, stamp, size=len(answer.body) + 256)
+            # The key counts too: a query string is the caller's to make long and unique.
+            size = len(answer.body) + len(key[0]) + len(key[1]) + 256
+            cache.put(tenant_id, key, answer, stamp, size=size)
     headers = {"ETag": answer.etag, "Cache-Control": CACHE_CONTROL}
     if _not_modified(request.headers.get("if-none-match"), answer.etag):
         return Response(status_code=304, headers=headers)
