@@ -150,7 +150,8 @@ where r.tenant_id = :t and r.project_id = any(cast(:projects as uuid[]))
            and cast(r.changes -> 'queued_at' ->> 'old' as timestamptz) < {_END}))
   and (cast(:source as text) is null or exists (
         select 1 from contacts c
-        where c.tenant_id = k.tenant_id and c.id = k.contact_id and c.queued_at = k.queued_at
+        where c.tenant_id = k.tenant_id and c.project_id = k.project_id
+          and c.queued_at = k.queued_at and c.id = k.contact_id
           and {_SOURCE}))
 order by r.corrected_at, r.id
 limit :limit
