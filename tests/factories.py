@@ -7,11 +7,16 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
+import asyncpg
 from httpx import AsyncClient
+from sqlalchemy import update
+from sqlmodel import col
 
-from service.core.config import Settings
+from service.core.config import DatabaseSettings, Settings
 from service.core.db import Database
-from tenants.models import Client, User
+from service.core.time import utcnow
+from tenants.keys import KeyStore, rotate_keys
+from tenants.models import Client, SigningKey, User
 from tenants.security import hash_password
 
 PASSWORD = "correct horse battery staple"
@@ -98,3 +103,38 @@ async def user_token(
 ) -> tuple[User, str]:
     user = await make_user(db, seed.id, role, client_id=client_id)
     return user, await login(client, seed.slug, user.email)
+
+
+async def new_signing_key(db: Database, settings: Settings, keys: KeyStore) -> str:
+    """Rotate now: the next tokens are signed by a key of their own (its kid)."""
+    async with db.admin_transaction() as admin:
+        kid = await rotate_keys(admin, settings.auth.secret_key.get_secret_value(), force=True)
+    assert kid is not None
+    await keys.load()
+    return kid
+
+
+async def withdraw_signing_key(db: Database, settings: Settings, keys: KeyStore, kid: str) -> None:
+    """`kid` neither signs nor verifies any more; a fresh key signs the next tests' tokens."""
+    async with db.admin_transaction() as admin:
+        await admin.execute(
+            update(SigningKey)
+            .where(col(SigningKey.kid) == kid)
+            .values(sign_until=utcnow(), verify_until=utcnow())
+        )
+        secret = settings.auth.secret_key.get_secret_value()
+        assert await rotate_keys(admin, secret, force=True) is not None
+    await keys.load()
+
+
+async def kill_change_listeners(settings: DatabaseSettings) -> None:
+    """Terminate every API process's LISTEN connection to this database."""
+    owner = await asyncpg.connect(settings.owner_dsn())
+    try:
+        killed = await owner.fetchval(
+            "select count(pg_terminate_backend(pid)) from pg_stat_activity"
+            " where application_name = 'callpact-changes' and datname = current_database()"
+        )
+        assert killed >= 1
+    finally:
+        await owner.close()

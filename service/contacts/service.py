@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Callable
+from typing import Any
 
 import msgspec
 from pydantic import ValidationError
@@ -35,17 +36,29 @@ def _parse_fast(
         rows = schemas.FAST_BATCH.decode(body).records
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None
-    out: list[tuple[int, ContactRecord, uuid.UUID | None]] = []
     problems: list[RowProblem] = []
+    return _records(rows, schemas.fast_to_record, problems), problems, len(rows)
+
+
+def _records(
+    rows: list[Any],
+    to_record: Callable[[Any], tuple[ContactRecord, uuid.UUID | None]],
+    problems: list[RowProblem],
+) -> list[tuple[int, ContactRecord, uuid.UUID | None]]:
+    """Numbered records of the rows that convert (a None row was refused already);
+    each row that does not is added to `problems` with its field and reason."""
+    out: list[tuple[int, ContactRecord, uuid.UUID | None]] = []
     for i, row in enumerate(rows, start=1):
+        if row is None:
+            continue
         try:
-            record, project = schemas.fast_to_record(row)
+            record, project = to_record(row)
         except ValueError as exc:
             field, _, reason = str(exc).partition(": ")
             problems.append(RowProblem(i, field if reason else "record", reason or str(exc)))
             continue
         out.append((i, record, project))
-    return out, problems, len(rows)
+    return out
 
 
 def parse_json_batch(
@@ -90,19 +103,8 @@ def parse_json_batch_exactly(
                     RowProblem(i, schemas.error_field(e["loc"]), e["msg"]) for e in exc.errors()
                 ]
                 rows.append(None)  # type: ignore[arg-type]
-    out: list[tuple[int, ContactRecord, uuid.UUID | None]] = []
     problems = [p for ps in bad.values() for p in ps]
-    for i, row in enumerate(rows, start=1):
-        if row is None:
-            continue
-        try:
-            record, project = schemas.to_record(row)
-        except ValueError as exc:
-            field, _, reason = str(exc).partition(": ")
-            problems.append(RowProblem(i, field if reason else "record", reason or str(exc)))
-            continue
-        out.append((i, record, project))
-    return out, problems, len(rows)
+    return _records(rows, schemas.to_record, problems), problems, len(rows)
 
 
 async def ingest_json_batch(session: AsyncSession, ctx: TenantContext, body: bytes) -> Receipt:

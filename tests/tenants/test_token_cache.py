@@ -10,14 +10,9 @@ import uuid
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
-from sqlalchemy import update
-from sqlmodel import col
 
 from service.core.config import Settings
 from service.core.db import Database
-from service.core.time import utcnow
-from tenants.keys import rotate_keys
-from tenants.models import SigningKey
 from tenants.tokens import (
     _VERIFIED,
     LEEWAY_S,
@@ -26,31 +21,20 @@ from tenants.tokens import (
     _Verified,
     verify_access_token,
 )
-from tests.factories import bearer, make_tenant
+from tests.factories import bearer, make_tenant, new_signing_key, withdraw_signing_key
 
 
 async def test_a_remembered_token_is_refused_once_its_key_is_withdrawn(
     app: FastAPI, client: AsyncClient, settings: Settings, db: Database
 ) -> None:
-    secret = settings.auth.secret_key.get_secret_value()
-    async with db.admin_transaction() as admin:
-        kid = await rotate_keys(admin, secret, force=True)
-    assert kid is not None
-    await app.state.keys.load()
+    kid = await new_signing_key(db, settings, app.state.keys)
     seed = await make_tenant(client, settings)  # logs in: its token is signed by the new key
     token = seed.admin_token
     for _ in range(2):  # verified, then from memory
         assert (await client.get("/api/v1/me", headers=bearer(token))).status_code == 200
     assert _VERIFIED.get(token, settings.api.public_url) is not None
 
-    async with db.admin_transaction() as admin:
-        await admin.execute(
-            update(SigningKey)
-            .where(col(SigningKey.kid) == kid)
-            .values(sign_until=utcnow(), verify_until=utcnow())
-        )
-        assert await rotate_keys(admin, secret, force=True) is not None  # the next tests sign
-    await app.state.keys.load()
+    await withdraw_signing_key(db, settings, app.state.keys, kid)
     refused = await client.get("/api/v1/me", headers=bearer(token))
     assert refused.status_code == 401
     assert refused.json()["code"] == "invalid_token"

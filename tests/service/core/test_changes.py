@@ -8,7 +8,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 
-import asyncpg
 import pytest
 from httpx import AsyncClient
 from sqlalchemy import text
@@ -16,7 +15,7 @@ from sqlalchemy import text
 from service.core.changes import ChangeFeed, TenantCache
 from service.core.config import Settings
 from service.core.db import Database, DbScope
-from tests.factories import make_client, make_tenant, make_user
+from tests.factories import kill_change_listeners, make_client, make_tenant, make_user
 
 pytestmark = pytest.mark.asyncio
 
@@ -178,15 +177,7 @@ async def _lose_and_regain(db: Database, feed: ChangeFeed) -> None:
     tenant = uuid.uuid4()
     cache: TenantCache[str] = TenantCache(feed, max_entries=10, ttl_s=60)
     assert cache.put(tenant, "k", "v", cache.stamp(tenant))
-    owner = await asyncpg.connect(db.settings.owner_dsn())
-    try:
-        killed = await owner.fetchval(
-            "select count(pg_terminate_backend(pid)) from pg_stat_activity"
-            " where application_name = 'callpact-changes' and datname = current_database()"
-        )
-        assert killed >= 1
-    finally:
-        await owner.close()
+    await kill_change_listeners(db.settings)
     await until(lambda: not feed.live)
     assert cache.get(tenant, "k") is None
     assert not cache.put(tenant, "k", "v", cache.stamp(tenant))

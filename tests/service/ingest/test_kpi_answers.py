@@ -13,16 +13,18 @@ from typing import Any
 import asyncpg
 from fastapi import FastAPI
 from httpx import AsyncClient, Response
-from sqlalchemy import update
-from sqlmodel import col
 
 from service.core.changes import TenantCache
 from service.core.config import Settings
 from service.core.db import Database
-from service.core.time import utcnow
-from tenants.keys import rotate_keys
-from tenants.models import SigningKey
-from tests.factories import bearer, make_client, platform_headers, user_token
+from tests.factories import (
+    bearer,
+    make_client,
+    new_signing_key,
+    platform_headers,
+    user_token,
+    withdraw_signing_key,
+)
 from tests.service.ingest.conftest import Site, make_project, make_site
 from tests.service.ingest.test_kpi_api import NY_MORNING, contact, push
 
@@ -214,21 +216,11 @@ async def test_callers_the_answer_was_not_made_for_go_through_the_route(
 async def test_a_withdrawn_signing_key_ends_cached_reads_at_once(
     app: FastAPI, client: AsyncClient, settings: Settings, db: Database
 ) -> None:
-    secret = settings.auth.secret_key.get_secret_value()
-    async with db.admin_transaction() as admin:
-        kid = await rotate_keys(admin, secret, force=True)
-    await app.state.keys.load()
+    kid = await new_signing_key(db, settings, app.state.keys)
     site = await seeded(client, settings, db)  # its admin logs in with the new key
     for _ in range(2):
         assert (await get(client, site)).status_code == 200
-    async with db.admin_transaction() as admin:
-        await admin.execute(
-            update(SigningKey)
-            .where(col(SigningKey.kid) == kid)
-            .values(sign_until=utcnow(), verify_until=utcnow())
-        )
-        assert await rotate_keys(admin, secret, force=True) is not None
-    await app.state.keys.load()
+    await withdraw_signing_key(db, settings, app.state.keys, kid)
     refused = await get(client, site)
     assert refused.status_code == 401
     assert refused.json()["code"] == "invalid_token"
