@@ -256,6 +256,10 @@ def upload_spec(
 
 # ---- spooling ------------------------------------------------------------------------
 
+# Where bodies are spooled; None is tempfile's default (TMPDIR). A test points it at a
+# folder it owns, because the shared system temp folder is written by other processes.
+SPOOL_DIR: str | None = None
+
 
 async def spool(
     chunks: AsyncIterable[bytes],
@@ -265,7 +269,8 @@ async def spool(
 ) -> tuple[Path, int]:
     """Write a streamed body to a temporary file; (its path, its size). The caller deletes it
     (`discard`). Disk writes run in a worker thread, a megabyte at a time."""
-    fd, name = await asyncio.to_thread(tempfile.mkstemp, prefix="callpact-upload-", dir=directory)
+    folder = directory if directory is not None else SPOOL_DIR
+    fd, name = await asyncio.to_thread(tempfile.mkstemp, prefix="callpact-upload-", dir=folder)
     path = Path(name)
     out: IO[bytes] | None = None
     size = 0

@@ -5,15 +5,17 @@ aside, temporary files never outlive the request."""
 from __future__ import annotations
 
 import asyncio
-import tempfile
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import text
 
 from service.app import create_app
+from service.contacts import service as contacts_service
 from service.contacts import uploads
 from service.core.config import DatabaseSettings, Settings
 from service.core.db import Database
@@ -27,10 +29,6 @@ from tests.service.uploads.conftest import (
 )
 
 MALARIA = (QUEUE_LOG / "malariapbx.queue_log").read_bytes()
-
-
-def leftovers() -> set[Path]:
-    return set(Path(tempfile.gettempdir()).glob("callpact-upload-*"))
 
 
 async def test_a_slow_client_keeps_the_transaction_alive(
@@ -135,11 +133,27 @@ async def test_an_unreadable_saved_state_is_set_aside(
 
 
 async def test_temporary_files_do_not_outlive_the_request(
-    client: AsyncClient, settings: Settings, db: Database
+    client: AsyncClient,
+    settings: Settings,
+    db: Database,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The uploads spool into a folder this test owns (the system temp folder is shared
+    with other processes and test workers) and leave nothing in it, accepted or refused."""
+    monkeypatch.setattr(uploads, "SPOOL_DIR", str(tmp_path))
+    spooled: list[Path] = []
+    real_spool = contacts_service.spool
+
+    async def recording_spool(*args: Any, **kwargs: Any) -> tuple[Path, int]:
+        path, size = await real_spool(*args, **kwargs)
+        spooled.append(path)
+        return path, size
+
+    monkeypatch.setattr(contacts_service, "spool", recording_spool)
     center = await make_center(client, settings, db)
-    before = leftovers()
     ok = await upload(client, center, MALARIA, "queue_log", source="pbx")
     refused = await upload(client, center, b'{"ContactId": 1,}', "amazon_connect")
     assert (ok.status_code, refused.status_code) == (200, 422)
-    assert leftovers() <= before
+    assert [path.parent for path in spooled] == [tmp_path, tmp_path]
+    assert os.listdir(tmp_path) == []
