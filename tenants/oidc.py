@@ -21,14 +21,25 @@ Invariants held here:
   `sub`, and `nonce` equal to the one stored with the state.
 * **The IdP is a remote party**: every call has a timeout and a size cap, and
   its failures are 502 problems, never a 500.
+* **A tenant admin cannot aim the server at the inside** (SSRF): the issuer
+  and every URL the server itself fetches (discovery, JWKS, token endpoint)
+  must be https on a host whose every address is public — no loopback,
+  private, link-local (cloud metadata), multicast, reserved or unspecified
+  address. Checked when the provider is registered and again before each
+  fetch (the name may resolve elsewhere since). `OIDC_ALLOW_PRIVATE_ISSUERS`
+  lifts this for an IdP inside the network (and allows http outside
+  production).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import importlib
+import ipaddress
 import json
 import secrets
+import socket
 import time
 import uuid
 import warnings
@@ -173,6 +184,11 @@ class InsecureIssuer(InvalidInput):
     title = "Issuer must use https"
 
 
+class IssuerNotPublic(InvalidInput):
+    code = "issuer_not_public"
+    title = "Issuer must be a public host"
+
+
 # --- schemas -----------------------------------------------------------------------------
 
 
@@ -184,6 +200,87 @@ class IdentityProviderView(schemas.IdentityProviderRead):
 
 
 ReturnTo = Annotated[str, StringConstraints(max_length=2000)]
+
+
+# --- what the server may fetch (SSRF) ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RemotePolicy:
+    """Which URLs of a provider the server may fetch."""
+
+    allow_private: bool
+    require_https: bool
+
+
+def remote_policy(settings: Settings) -> RemotePolicy:
+    allow_private = settings.oidc.allow_private_issuers
+    return RemotePolicy(
+        allow_private=allow_private,
+        require_https=settings.env is Environment.production or not allow_private,
+    )
+
+
+async def _resolve(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to (tests replace this: resolution leaves the machine)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+def is_public_address(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is loopback
+    return ip.is_global and not (
+        ip.is_loopback
+        or ip.is_private
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+    )
+
+
+async def url_refusal(url: str, policy: RemotePolicy) -> str | None:
+    """Why the server must not fetch `url`: "insecure" (scheme), "unresolvable" or
+    "not_public" (some address of the host is not public); None when it may."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" and not (parts.scheme == "http" and not policy.require_https):
+        return "insecure"
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a port that is not a number
+        return "insecure"
+    if not host:
+        return "insecure"
+    if policy.allow_private:
+        return None
+    try:
+        addresses = [str(ipaddress.ip_address(host))]
+    except ValueError:
+        try:
+            addresses = await asyncio.wait_for(
+                _resolve(host, port or (443 if parts.scheme == "https" else 80)), HTTP_TIMEOUT_S
+            )
+        except (OSError, TimeoutError):
+            return "unresolvable"
+    if not addresses or not all(is_public_address(a) for a in addresses):
+        return "not_public"
+    return None
+
+
+async def _ensure_fetchable(url: str, policy: RemotePolicy, what: str) -> None:
+    """Refuse to fetch a URL that could reach the inside; checked right before each fetch."""
+    refusal = await url_refusal(url, policy)
+    if refusal == "unresolvable":
+        raise OidcProviderUnavailable(f"The provider's {what} host does not resolve.")
+    if refusal == "insecure":
+        raise OidcProviderMisconfigured(f"The provider's {what} must be an https URL.")
+    if refusal == "not_public":
+        raise OidcProviderMisconfigured(
+            f"The provider's {what} resolves to a private or reserved address; the server "
+            "does not fetch it (OIDC_ALLOW_PRIVATE_ISSUERS allows it)."
+        )
 
 
 # --- remote documents: discovery and JWKS, cached per process ---------------------------------
@@ -230,7 +327,8 @@ def _http() -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=HTTP_TIMEOUT_S, follow_redirects=False)
 
 
-async def _get_json(url: str) -> dict[str, Any]:
+async def _get_json(url: str, policy: RemotePolicy, what: str) -> dict[str, Any]:
+    await _ensure_fetchable(url, policy, what)
     try:
         async with _http() as http, http.stream("GET", url) as response:
             if response.status_code >= 500:
@@ -268,27 +366,29 @@ def _check_url(url: object, *, require_https: bool, what: str) -> str:
     return url
 
 
-async def provider_metadata(issuer: str, *, require_https: bool) -> dict[str, Any]:
+async def provider_metadata(issuer: str, policy: RemotePolicy) -> dict[str, Any]:
     """The provider's discovery document (OpenID Connect Discovery 1.0), checked and cached."""
     cached = _discovery.get(issuer)
     if cached is not None:
         return cached
-    document = await _get_json(issuer.rstrip("/") + "/.well-known/openid-configuration")
+    document = await _get_json(
+        issuer.rstrip("/") + "/.well-known/openid-configuration", policy, "issuer"
+    )
     # Discovery §4.3: the document must name exactly the issuer it was fetched for.
     if document.get("issuer") != issuer:
         raise OidcProviderMisconfigured(
             "The provider's discovery document names another issuer; check the issuer URL."
         )
     for what in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
-        _check_url(document.get(what), require_https=require_https, what=what)
+        _check_url(document.get(what), require_https=policy.require_https, what=what)
     _discovery.put(issuer, document)
     return document
 
 
-async def _key_set(jwks_uri: str, *, fresh: bool = False) -> KeySet:
+async def _key_set(jwks_uri: str, policy: RemotePolicy, *, fresh: bool = False) -> KeySet:
     document = None if fresh else _jwks.get(jwks_uri)
     if document is None:
-        document = await _get_json(jwks_uri)
+        document = await _get_json(jwks_uri, policy, "jwks_uri")
         _jwks.put(jwks_uri, document)
     try:
         return KeySet.import_key_set(document)  # type: ignore[arg-type]
@@ -403,9 +503,18 @@ def _b64decode(segment: str) -> bytes:
 # --- identity-provider configuration (tenant admins) -----------------------------------------
 
 
-def _check_issuer(issuer: str, require_https: bool) -> None:
-    if require_https and not issuer.startswith("https://"):
+async def check_issuer(issuer: str, policy: RemotePolicy) -> None:
+    """422 naming `issuer` when the server must not fetch it. A name that does not resolve
+    now passes: nothing can be fetched from it, and every fetch checks again."""
+    refusal = await url_refusal(issuer, policy)
+    if refusal == "insecure":
         raise InsecureIssuer("The issuer must be an https URL.", field="issuer")
+    if refusal == "not_public":
+        raise IssuerNotPublic(
+            "The issuer's host resolves to a loopback, private, link-local or reserved "
+            "address; the server does not fetch from inside its network.",
+            field="issuer",
+        )
 
 
 def _check_roles(
@@ -444,9 +553,9 @@ async def create_identity_provider(
     data: schemas.IdentityProviderCreate,
     *,
     secret_key: str,
-    require_https: bool,
+    policy: RemotePolicy,
 ) -> IdentityProvider:
-    _check_issuer(data.issuer, require_https)
+    await check_issuer(data.issuer, policy)
     if data.client_id is not None:
         found = (
             await session.execute(scoped(Client, ctx).where(col(Client.id) == data.client_id))
@@ -577,10 +686,6 @@ def redirect_uri(settings: Settings) -> str:
     return settings.api.public_url.rstrip("/") + CALLBACK_PATH
 
 
-def _require_https(settings: Settings) -> bool:
-    return settings.env is Environment.production
-
-
 def _client_secret(provider: IdentityProvider, settings: Settings) -> str:
     try:
         return decrypt(
@@ -657,7 +762,7 @@ async def start_login(
     if tenant_id is None:
         raise NotFound("No such identity provider.")
     _, provider = await _tenant_and_provider(session, tenant_id, idp_id)
-    metadata = await provider_metadata(provider.issuer, require_https=_require_https(settings))
+    metadata = await provider_metadata(provider.issuer, remote_policy(settings))
     state, nonce, browser = (secrets.token_urlsafe(32) for _ in range(3))
     verifier = secrets.token_urlsafe(64)  # 86 characters: within RFC 7636's 43..128
     record = LoginState(
@@ -709,6 +814,7 @@ async def _exchange_code(
     code: str,
     verifier: str,
 ) -> dict[str, Any]:
+    await _ensure_fetchable(metadata["token_endpoint"], remote_policy(settings), "token_endpoint")
     async with AsyncOAuth2Client(
         client_id=provider.oauth_client_id,
         client_secret=_client_secret(provider, settings),
@@ -745,10 +851,14 @@ async def _exchange_code(
 
 
 async def _verify(
-    id_token: str, metadata: dict[str, Any], provider: IdentityProvider, nonce: str
+    id_token: str,
+    metadata: dict[str, Any],
+    provider: IdentityProvider,
+    nonce: str,
+    policy: RemotePolicy,
 ) -> dict[str, Any]:
     jwks_uri = str(metadata["jwks_uri"])
-    keys = await _key_set(jwks_uri)
+    keys = await _key_set(jwks_uri, policy)
     try:
         return validate_id_token(
             id_token, keys, issuer=provider.issuer, client_id=provider.oauth_client_id, nonce=nonce
@@ -757,7 +867,7 @@ async def _verify(
         if not isinstance(exc.__cause__, InvalidKeyIdError):
             raise
     # An unknown kid: the provider may have rotated its keys since we cached them.
-    keys = await _key_set(jwks_uri, fresh=True)
+    keys = await _key_set(jwks_uri, policy, fresh=True)
     return validate_id_token(
         id_token, keys, issuer=provider.issuer, client_id=provider.oauth_client_id, nonce=nonce
     )
@@ -878,12 +988,12 @@ async def finish_login(
         raise OidcAuthorizationDenied(f"The identity provider answered '{error[:100]}'.")
     if not code or len(code) > 2048:
         raise OidcStateInvalid("The identity provider sent no authorization code.")
-    metadata = await provider_metadata(provider.issuer, require_https=_require_https(settings))
+    metadata = await provider_metadata(provider.issuer, remote_policy(settings))
     token = await _exchange_code(provider, metadata, settings, code, record.code_verifier)
     id_token = token.get("id_token")
     if not isinstance(id_token, str):
         raise OidcTokenInvalid("The identity provider sent no ID token.")
-    claims = await _verify(id_token, metadata, provider, record.nonce)
+    claims = await _verify(id_token, metadata, provider, record.nonce, remote_policy(settings))
     email = verified_email(provider, claims)
     user = await _find_or_provision(session, provider, claims, email)
     ctx = TenantContext(user.tenant_id, "user", user.id, frozenset(), role=user.role)
@@ -938,7 +1048,7 @@ async def create_identity_provider_route(
         ctx,
         data,
         secret_key=settings.auth.secret_key.get_secret_value(),
-        require_https=_require_https(settings),
+        policy=remote_policy(settings),
     )
     return await _view(session, ctx, settings, provider)
 

@@ -130,6 +130,17 @@ class AuthSettings(BaseSettings):
     )
 
 
+class OidcSettings(BaseSettings):
+    model_config = _config("OIDC_")
+
+    allow_private_issuers: bool = Field(
+        default=False,
+        description="Let tenant admins register identity providers on loopback, private or "
+        "link-local addresses, and over plain http outside production (a development IdP). "
+        "Off: the server only fetches https documents from public addresses (no SSRF).",
+    )
+
+
 class LogSettings(BaseSettings):
     model_config = _config("LOG_")
 
@@ -148,6 +159,7 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    oidc: OidcSettings = Field(default_factory=OidcSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @model_validator(mode="after")

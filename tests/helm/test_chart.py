@@ -390,6 +390,14 @@ def test_production_exposes_scales_and_scrapes_the_api(production: list[Doc]) ->
     assert env(api)["API_MAX_UPLOAD_BYTES"]["value"] == "1073741824"
 
 
+def test_private_oidc_issuers_are_refused_unless_turned_on(
+    render: Render, default: list[Doc]
+) -> None:
+    assert one(default, "ConfigMap")["data"]["OIDC_ALLOW_PRIVATE_ISSUERS"] == "false"
+    allowed = render({"config": {"oidcAllowPrivateIssuers": True}})
+    assert one(allowed, "ConfigMap")["data"]["OIDC_ALLOW_PRIVATE_ISSUERS"] == "true"
+
+
 def test_spread_constraints_select_their_own_component(default: list[Doc]) -> None:
     for component in ("api", "worker"):
         spec = pod(one(default, "Deployment", component))

@@ -96,6 +96,7 @@ SMTP_FROM: {{ .Values.config.smtpFrom | quote }}
 API_PUBLIC_URL: {{ . | quote }}
 {{- end }}
 API_MAX_BODY_BYTES: {{ .Values.config.apiMaxBodyBytes | int64 | toString | quote }}
+OIDC_ALLOW_PRIVATE_ISSUERS: {{ .Values.config.oidcAllowPrivateIssuers | toString | quote }}
 {{- end }}
 
 {{/*

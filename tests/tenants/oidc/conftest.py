@@ -6,8 +6,16 @@ from collections.abc import Iterator
 
 import pytest
 
+from service.core.config import OidcSettings, Settings
 from tenants import oidc
 from tests.tenants.oidc.provider import OidcProvider
+
+
+@pytest.fixture(scope="session")
+def settings(settings: Settings) -> Settings:
+    """The fake provider listens on loopback over http, which the server refuses to fetch
+    unless OIDC_ALLOW_PRIVATE_ISSUERS is on: on for these tests (test_ssrf.py turns it off)."""
+    return settings.model_copy(update={"oidc": OidcSettings(allow_private_issuers=True)})
 
 
 @pytest.fixture(scope="session")
