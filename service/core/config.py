@@ -141,6 +141,21 @@ class OidcSettings(BaseSettings):
     )
 
 
+class MetricsSettings(BaseSettings):
+    model_config = _config("METRICS_")
+
+    token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token `GET /metrics` requires. Unset (or empty): /metrics answers "
+        "only connections from loopback, 404 to everyone else.",
+    )
+
+    @property
+    def bearer(self) -> str | None:
+        value = self.token.get_secret_value() if self.token is not None else ""
+        return value or None
+
+
 class LogSettings(BaseSettings):
     model_config = _config("LOG_")
 
@@ -160,6 +175,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     oidc: OidcSettings = Field(default_factory=OidcSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @model_validator(mode="after")

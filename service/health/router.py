@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from sqlalchemy import text
 
-from service.core.errors import problem
+from service.core.config import Settings
+from service.core.errors import NotFound, Unauthorized, problem
 from service.core.metrics import JOB_COUNTS_KEY, REGISTRY
 from service.core.migrate import head_revision
 
@@ -59,9 +62,50 @@ async def readyz(request: Request) -> Response:
     return problem(503, "not_ready", "Not ready", failing, {"checks": checks})
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+class MetricsTokenInvalid(Unauthorized):
+    code = "metrics_token_invalid"
+    title = "Metrics token missing or wrong"
+
+
+def _from_loopback(request: Request) -> bool:
+    host = request.client.host if request.client is not None else None
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _metrics_allowed(request: Request) -> None:
+    """Metrics tell an outsider the routes, traffic and tenants' activity: with METRICS_TOKEN
+    set they need it as a bearer token; without, only a loopback peer (a sidecar, `curl` on
+    the host) gets them and everyone else a 404, as if there were no such route."""
+    settings: Settings = request.app.state.settings
+    expected = settings.metrics.bearer
+    if expected is None:
+        if not _from_loopback(request):
+            raise NotFound("Not found.")
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), expected.encode()
+    ):
+        raise MetricsTokenInvalid("GET /metrics needs the METRICS_TOKEN as a bearer token.")
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    dependencies=[Depends(_metrics_allowed)],
+    responses={
+        401: {"description": "Token missing or wrong", "content": {"application/problem+json": {}}},
+        404: {"description": "No token set and not from loopback"},
+    },
+)
 async def metrics(request: Request) -> Response:
-    """Request counts and latencies by route template; job counts by name and outcome."""
+    """Request counts and latencies by route template; job counts by name and outcome.
+    Needs `Authorization: Bearer <METRICS_TOKEN>`; with no token configured, served to
+    loopback only."""
     body = generate_latest(REGISTRY)
     try:
         counts = await asyncio.wait_for(request.app.state.redis.hgetall(JOB_COUNTS_KEY), 1.0)

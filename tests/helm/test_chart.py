@@ -390,6 +390,22 @@ def test_production_exposes_scales_and_scrapes_the_api(production: list[Doc]) ->
     assert env(api)["API_MAX_UPLOAD_BYTES"]["value"] == "1073741824"
 
 
+def test_metrics_are_scraped_with_the_token_only_the_api_gets(production: list[Doc]) -> None:
+    api, worker, migrate = workloads(production).values()
+    assert env(api)["METRICS_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "callpact-prod",
+        "key": "METRICS_TOKEN",
+        "optional": True,
+    }
+    assert "METRICS_TOKEN" not in env(worker)
+    assert "METRICS_TOKEN" not in env(migrate)
+    (endpoint,) = one(production, "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["authorization"] == {
+        "type": "Bearer",
+        "credentials": {"name": "callpact-prod", "key": "METRICS_TOKEN"},
+    }
+
+
 def test_private_oidc_issuers_are_refused_unless_turned_on(
     render: Render, default: list[Doc]
 ) -> None:

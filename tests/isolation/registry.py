@@ -245,7 +245,13 @@ ROUTES: list[Route] = [
     # operations and documentation
     public("GET", "/healthz", "liveness: says 'ok', reads nothing"),
     public("GET", "/readyz", "readiness of PostgreSQL and Redis; no tenant data"),
-    public("GET", "/metrics", "Prometheus metrics, labelled by route template, never by id"),
+    public(
+        "GET",
+        "/metrics",
+        "Prometheus metrics: METRICS_TOKEN as a bearer token, or unset (as here) loopback "
+        "only; the probes call from elsewhere",
+        expect=(404,),
+    ),
     public("GET", "/openapi.json", "the API description"),
     public("GET", "/docs", "Swagger UI for the API description"),
     public("GET", "/docs/oauth2-redirect", "Swagger UI's OAuth2 helper page"),
