@@ -79,7 +79,13 @@ def _utc(name: str, value: datetime) -> datetime:
         raise ValueError(
             f"{name}: naive timestamp {value.isoformat()} (an offset or UTC is required)"
         )
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # 0001-01-01 with a positive offset, 9999-12-31 with a negative one.
+        raise ValueError(
+            f"{name}: {value.isoformat()} is outside the years 1-9999 in UTC"
+        ) from None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -173,6 +179,9 @@ EXCERPT_CHARS = 200
 def excerpt(raw: str) -> str:
     """A raw source fragment short enough for an error report."""
     raw = raw.rstrip("\r\n")
+    if not raw.isascii():
+        # A lone surrogate (from a JSON escape) cannot be encoded in the JSON answer.
+        raw = raw.encode("utf-8", "backslashreplace").decode("utf-8")
     return raw if len(raw) <= EXCERPT_CHARS else raw[: EXCERPT_CHARS - 1] + "…"
 
 

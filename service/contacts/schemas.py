@@ -17,14 +17,36 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, NotRequired
 
 import msgspec
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+)
 from typing_extensions import TypedDict
 
 from service.contacts.records import ContactRecord
+from service.core.time import supported_year
 
 MAX_BATCH = 10_000
+# `source_version` is a PostgreSQL bigint.
+MIN_VERSION = -(2**63)
+MAX_VERSION = 2**63 - 1
 
-Text = Annotated[str, Field(min_length=1, max_length=200)]
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold U+0000: refused here, naming the field, rather than
+    # failing the whole batch in the database.
+    if "\x00" in value:
+        raise ValueError("contains a NUL character (no database text can hold it)")
+    return value
+
+
+Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_nul)]
+Version = Annotated[int, Field(ge=MIN_VERSION, le=MAX_VERSION)]
 Seconds = Annotated[float, Field(ge=0, le=31 * 86400, allow_inf_nan=False)]
 Outcome = Literal[
     "answered",
@@ -49,7 +71,7 @@ class ContactIn(TypedDict):
     project_id: NotRequired[uuid.UUID]
     queue_key: NotRequired[Text]
     channel: NotRequired[Channel]
-    source: NotRequired[Annotated[str, Field(min_length=1, max_length=40)]]
+    source: NotRequired[Annotated[str, Field(min_length=1, max_length=40), AfterValidator(_no_nul)]]
     customer_key: NotRequired[Text | None]
     answered_at: NotRequired[AwareDatetime | None]
     ended_at: NotRequired[AwareDatetime | None]
@@ -65,7 +87,7 @@ class ContactIn(TypedDict):
     csat: NotRequired[Annotated[int, Field(ge=1, le=5)] | None]
     nps: NotRequired[Annotated[int, Field(ge=0, le=10)] | None]
     sentiment: NotRequired[Annotated[float, Field(ge=-1, le=1)] | None]
-    source_version: NotRequired[int | None]
+    source_version: NotRequired[Version | None]
 
 
 class ContactBatch(TypedDict):
@@ -114,7 +136,7 @@ class FastContactIn(msgspec.Struct, forbid_unknown_fields=True):
     csat: Annotated[int, msgspec.Meta(ge=1, le=5)] | None = None
     nps: Annotated[int, msgspec.Meta(ge=0, le=10)] | None = None
     sentiment: Annotated[float, msgspec.Meta(ge=-1, le=1)] | None = None
-    source_version: int | None = None
+    source_version: Annotated[int, msgspec.Meta(ge=MIN_VERSION, le=MAX_VERSION)] | None = None
 
 
 class FastContactBatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -157,7 +179,21 @@ def fast_to_record(row: FastContactIn) -> tuple[ContactRecord, uuid.UUID | None]
         sentiment=row.sentiment,
         source_version=row.source_version,
     )
+    _in_order(record)
     return record, None if project is msgspec.UNSET else project
+
+
+def _in_order(record: ContactRecord) -> None:
+    """A contact enters the queue in the supported years (service/core/time.py; a KPI
+    query could never reach it otherwise) and leaves it after it entered. Checked for
+    every row, not only where ingestion derives the wait from the times: a row that gives
+    `wait_s` and an `answered_at` before `queued_at` would land answered before it called."""
+    queued = record.queued_at
+    supported_year(queued, "queued_at")
+    for name in ("answered_at", "abandoned_at", "ended_at"):
+        moment = getattr(record, name)
+        if moment is not None and moment < queued:
+            raise ValueError(f"{name}: {moment.isoformat()} is before queued_at")
 
 
 class ReceiptProblem(BaseModel):
@@ -211,6 +247,7 @@ def to_record(row: ContactIn) -> tuple[ContactRecord, uuid.UUID | None]:
         sentiment=row.get("sentiment"),
         source_version=row.get("source_version"),
     )
+    _in_order(record)
     return record, row.get("project_id")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import AsyncIterable, Callable
@@ -32,9 +33,13 @@ def _parse_fast(
     """The msgspec pass (see schemas.py); None when it refuses anything."""
     if _SUB_MICROSECOND.search(body):
         return None
+    # msgspec has no check for NUL (JSON can only carry it escaped): pydantic names the row.
+    if b"\\u0000" in body:
+        return None
     try:
         rows = schemas.FAST_BATCH.decode(body).records
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+        # UnicodeDecodeError: a body that is not UTF-8; pydantic refuses it as invalid JSON.
         return None
     problems: list[RowProblem] = []
     return _records(rows, schemas.fast_to_record, problems), problems, len(rows)
@@ -61,10 +66,36 @@ def _records(
     return out
 
 
+def _first_error(exc: ValidationError) -> str:
+    """What was wrong with a body that is no JSON object of lists: invalid JSON (with its
+    line and column: a truncated body, invalid UTF-8, a lone surrogate), or another shape."""
+    errors = exc.errors(include_url=False, include_input=False)
+    return errors[0]["msg"] if errors else "invalid"
+
+
+class _Pairs(list[tuple[str, Any]]):
+    """An object's members in order, duplicates kept (`object_pairs_hook`)."""
+
+
+def _refuse_repeated_key(body: bytes, key: str) -> None:
+    """A body with the list's key twice: both JSON readers keep the last list, so every
+    record of the first would vanish without a word; refused instead. Checked only when
+    the key's text occurs twice (a record may also contain it), so the cost is a count."""
+    if body.count(b'"' + key.encode() + b'"') < 2:
+        return
+    try:
+        top = json.loads(body, object_pairs_hook=_Pairs)
+    except (ValueError, RecursionError):
+        return  # not JSON: the readers refuse it and say why
+    if isinstance(top, _Pairs) and [k for k, _ in top].count(key) > 1:
+        raise BatchInvalid(f'The body has "{key}" more than once; send one list.', field=key)
+
+
 def parse_json_batch(
     body: bytes,
 ) -> tuple[list[tuple[int, ContactRecord, uuid.UUID | None]], list[RowProblem], int]:
     """Validate a batch body in one pass; fall back to row by row only for the rows that failed."""
+    _refuse_repeated_key(body, "records")
     fast = _parse_fast(body)
     return fast if fast is not None else parse_json_batch_exactly(body)
 
@@ -80,7 +111,9 @@ def parse_json_batch_exactly(
         try:
             raw = schemas.RAW_BATCH.validate_json(body)
         except ValidationError as exc:
-            raise BatchInvalid('Send {"records": [ … ]} as JSON.', field="records") from exc
+            raise BatchInvalid(
+                f'Send {{"records": [ … ]}} as JSON ({_first_error(exc)}).', field="records"
+            ) from exc
         if set(raw) != {"records"}:
             raise BatchInvalid(
                 'The body has one field, "records".',
@@ -122,6 +155,7 @@ def parse_agent_state_batch(
     body: bytes,
 ) -> tuple[list[tuple[int, AgentStateEvent]], list[RowProblem], int]:
     """Validate an agent-state batch in one pass; row by row only for the rows that failed."""
+    _refuse_repeated_key(body, "events")
     try:
         rows: list[schemas.AgentStateIn | None] = list(
             schemas.AGENT_STATE_BATCH.validate_json(body)["events"]
@@ -131,7 +165,9 @@ def parse_agent_state_batch(
         try:
             raw = schemas.RAW_BATCH.validate_json(body)
         except ValidationError as exc:
-            raise BatchInvalid('Send {"events": [ … ]} as JSON.', field="events") from exc
+            raise BatchInvalid(
+                f'Send {{"events": [ … ]}} as JSON ({_first_error(exc)}).', field="events"
+            ) from exc
         if set(raw) != {"events"}:
             raise BatchInvalid(
                 'The body has one field, "events".',
@@ -152,10 +188,12 @@ def parse_agent_state_batch(
                     RowProblem(i, schemas.error_field(e["loc"]), e["msg"]) for e in exc.errors()
                 )
                 rows.append(None)
-    out = [
-        (
-            i,
-            AgentStateEvent(
+    out: list[tuple[int, AgentStateEvent]] = []
+    for i, row in enumerate(rows, start=1):
+        if row is None:
+            continue
+        try:
+            event = AgentStateEvent(
                 source="api",
                 agent_key=row["agent_key"],
                 state=row["state"],
@@ -163,11 +201,13 @@ def parse_agent_state_batch(
                 raw_ref="api",
                 reason=row.get("reason"),
                 queue_key=row.get("queue_key"),
-            ),
-        )
-        for i, row in enumerate(rows, start=1)
-        if row is not None
-    ]
+            )
+        except ValueError as exc:  # e.g. a time that leaves the years 1-9999 in UTC
+            field, _, reason = str(exc).partition(": ")
+            problems.append(RowProblem(i, field if reason else "record", reason or str(exc)))
+            continue
+        out.append((i, event))
+    problems.sort(key=lambda p: p.row)
     return out, problems, len(rows)
 
 

@@ -191,11 +191,16 @@ def csv_mapping(raw: str | bytes | dict[str, Any], source: str | None) -> CsvMap
     options.setdefault("source", f"csv:{source}" if source else "csv")
     encoding = options.get("encoding", "utf-8-sig")
     try:
-        codecs.lookup(encoding)
+        codec = codecs.lookup(encoding)
     except LookupError:
         raise UploadOptionInvalid(
             f"mapping.encoding: unknown encoding {encoding!r}", field="mapping.encoding"
         ) from None
+    if not getattr(codec, "_is_text_encoding", True):
+        # rot13, base64, zlib …: codecs, but not of bytes to text (the reader would fail).
+        raise UploadOptionInvalid(
+            f"mapping.encoding: {encoding!r} is not a text encoding", field="mapping.encoding"
+        )
     try:
         return CsvMapping(**options)
     except ValueError as exc:

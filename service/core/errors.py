@@ -211,6 +211,20 @@ def install_error_handlers(app: FastAPI) -> None:
                 "The database could not be reached; retry.",
                 headers={"Retry-After": "5"},
             )
+        if sqlstate.startswith("22"):
+            # Data exception: a value the database cannot store (a NUL character in text,
+            # a number out of a column's range, an impossible date). The request sent it;
+            # validation should have named it, so it is logged, but it is no server error.
+            # The request's transaction is rolled back: nothing of it was written.
+            log.warning("db_data_exception", sqlstate=sqlstate)
+            return problem(
+                422,
+                "unstorable_value",
+                "A value cannot be stored",
+                "A value of the request cannot be stored (e.g. a NUL character in a text, "
+                "or a number out of range); nothing was written.",
+                {"sqlstate": sqlstate},
+            )
         log.exception("db_error", sqlstate=sqlstate)
         return problem(
             500,

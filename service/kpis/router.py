@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.core.answers import cached_json
 from service.core.db import SessionDep
+from service.core.time import supported_year
 from service.kpis import service
 from service.kpis.schemas import GranularityName, GroupBy, KpiQuery, KpiReport
 from service.kpis.service import KpiQueryInvalid
@@ -26,12 +27,17 @@ Reader = Annotated[TenantContext, Depends(require("ops:read"), scope="function")
 
 def _when(value: str, name: str) -> date | datetime:
     try:
-        return date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
+        when = date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
     except ValueError as exc:
         raise KpiQueryInvalid(
             f"{name}: a date (YYYY-MM-DD, local to the scope's zone) or an RFC 3339 timestamp with offset.",
             field=name,
         ) from exc
+    try:
+        supported_year(when, name)
+    except ValueError as exc:
+        raise KpiQueryInvalid(str(exc), field=name) from None
+    return when
 
 
 class KpiParams(BaseModel):

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from service.core.db import SessionDep
+from service.core.time import supported_year
 from service.operations import agent_kpis, data_quality, double_booking
 from service.operations.errors import OperationsQueryInvalid
 from service.operations.schemas import (
@@ -28,12 +29,17 @@ Reader = Annotated[TenantContext, Depends(require("ops:read"), scope="function")
 
 def _when(value: str, name: str) -> date | datetime:
     try:
-        return date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
+        when = date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
     except ValueError as exc:
         raise OperationsQueryInvalid(
             f"{name}: a local date (YYYY-MM-DD) or an RFC 3339 timestamp with offset.",
             field=name,
         ) from exc
+    try:
+        supported_year(when, name)
+    except ValueError as exc:
+        raise OperationsQueryInvalid(str(exc), field=name) from None
+    return when
 
 
 def window_query(

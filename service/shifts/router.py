@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
-from pydantic import AwareDatetime
 from starlette.datastructures import UploadFile
 
 from service.core.concurrency import set_etag
@@ -23,8 +21,10 @@ from service.shifts.rows import Parsed
 from service.shifts.schemas import (
     Activity,
     AgentSchedule,
+    Day,
     ImportMode,
     ImportReport,
+    Instant,
     ProjectSchedule,
     ShiftBatch,
     ShiftCreate,
@@ -42,8 +42,8 @@ OpsRead = Annotated[TenantContext, Depends(require("ops:read"), scope="function"
 OpsWrite = Annotated[TenantContext, Depends(require("ops:write"), scope="function")]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 Order = Literal["asc", "desc"]
-FromDay = Annotated[date, Query(alias="from", description="First local day")]
-ToDay = Annotated[date | None, Query(description="Last local day (inclusive); default: from")]
+FromDay = Annotated[Day, Query(alias="from", description="First local day")]
+ToDay = Annotated[Day | None, Query(description="Last local day (inclusive); default: from")]
 IfMatch = Annotated[str | None, Header()]
 Interval = Annotated[int, Query(description="Minutes per coverage interval: 15, 30 or 60")]
 
@@ -98,10 +98,8 @@ async def list_shifts(
     agent_id: uuid.UUID | None = None,
     project_id: uuid.UUID | None = None,
     activity: Activity | None = None,
-    from_: Annotated[
-        AwareDatetime | None, Query(alias="from", description="Overlapping from")
-    ] = None,
-    to: Annotated[AwareDatetime | None, Query(description="Overlapping until")] = None,
+    from_: Annotated[Instant | None, Query(alias="from", description="Overlapping from")] = None,
+    to: Annotated[Instant | None, Query(description="Overlapping until")] = None,
     sort: Literal["start", "created_at", "updated_at"] = "start",
     order: Order = "asc",
     cursor: str | None = None,

@@ -18,6 +18,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import IO, Any
 
+from service.core.time import supported_year
 from service.shifts.intervals import MAX_SHIFT, Span, find_overlaps
 from service.shifts.models import ACTIVITIES
 
@@ -109,6 +110,10 @@ def _timestamp(value: str, name: str, row: int, line: int | None) -> datetime | 
             name,
             line,
         )
+    try:
+        supported_year(parsed, name)
+    except ValueError as exc:
+        return RowProblem(row, "invalid_timestamp", f"{exc}.", name, line)
     return parsed
 
 
@@ -125,6 +130,12 @@ def parse_row(
         if value is None:
             cells[key] = None
         elif isinstance(value, str):
+            if "\x00" in value:
+                # PostgreSQL text cannot hold U+0000.
+                problems.append(
+                    RowProblem(row, "invalid_value", f"{key}: contains a NUL character.", key, line)
+                )
+                continue
             cells[key] = value.strip() or None
         else:
             problems.append(

@@ -6,26 +6,65 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
+from service.core.time import supported_year
 from service.shifts.models import Shift
 from service.shifts.rows import MAX_ROWS
 from tenants.schemas import WriteModel
 
 Activity = Literal["on_queue", "training", "coaching", "meeting", "break"]
 ImportMode = Literal["all_or_nothing", "valid_rows"]
-Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
-ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold U+0000: a 422 naming the field, not a database error.
+    if "\x00" in value:
+        raise ValueError("contains a NUL character (no database text can hold it)")
+    return value
+
+
+_When = TypeVar("_When", bound=date)
+
+
+def _in_years(value: _When) -> _When:
+    try:
+        supported_year(value, "time")
+    except ValueError as exc:
+        raise ValueError(str(exc).partition(": ")[2]) from None
+    return value
+
+
+Note = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=1000), AfterValidator(_no_nul)
+]
+ExternalId = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_no_nul),
+]
+Instant = Annotated[AwareDatetime, AfterValidator(_in_years)]
+"""A time with an offset, in the supported years (near 0001 or 9999 the local date
+of a shift overflows)."""
+Day = Annotated[date, AfterValidator(_in_years)]
+"""A local day of a schedule view, in the supported years."""
 SystemKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_]{0,39}$")]
 
 
 class ShiftCreate(WriteModel):
     agent_id: uuid.UUID
     project_id: uuid.UUID
-    start: AwareDatetime
-    end: AwareDatetime
+    start: Instant
+    end: Instant
     activity: Activity = "on_queue"
     note: Note | None = None
     external_id: ExternalId | None = None
@@ -34,8 +73,8 @@ class ShiftCreate(WriteModel):
 class ShiftUpdate(WriteModel):
     agent_id: uuid.UUID | None = None
     project_id: uuid.UUID | None = None
-    start: AwareDatetime | None = None
-    end: AwareDatetime | None = None
+    start: Instant | None = None
+    end: Instant | None = None
     activity: Activity | None = None
     note: Note | None = None
     external_id: ExternalId | None = None

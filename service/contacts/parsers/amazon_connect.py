@@ -45,10 +45,15 @@ from typing import IO, Any
 
 from service.contacts.parsers._common import ImportStats
 from service.contacts.records import Channel, ContactRecord, Outcome, ParseIssue, excerpt
+from service.core.time import supported_year
 
 SOURCE = "amazon_connect"
 _CHANNELS: dict[str, Channel] = {"VOICE": "voice", "CHAT": "chat", "EMAIL": "email"}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_S = 366 * 86_400
+"""The longest duration taken (as for CSV): more is a corrupt record, and would not fit
+the database's milliseconds."""
+MAX_COUNT = 10_000
 _MILLISECOND = timedelta(milliseconds=1)
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _NEXT_TOP_LEVEL = re.compile(r"\n(?=[\[{])")
@@ -73,10 +78,29 @@ class _Invalid(Exception):
 def parse_ctr(fp: IO[bytes] | IO[str], name: str, *, source: str = SOURCE) -> ConnectImport:
     """Parse a file of contact trace records."""
     raw = fp.read()
-    text = (
-        raw.decode("utf-8-sig", errors="strict") if isinstance(raw, bytes) else raw.lstrip("\ufeff")
-    )
     result = ConnectImport(stats=ImportStats(file=name))
+    try:
+        text = (
+            raw.decode("utf-8-sig", errors="strict")
+            if isinstance(raw, bytes)
+            else raw.lstrip("\ufeff")
+        )
+    except UnicodeDecodeError as error:
+        # JSON is UTF-8 (RFC 8259): a file that is not is refused whole, naming the byte.
+        assert isinstance(raw, bytes)
+        before = raw[: error.start]
+        result.stats.items += 1
+        result.stats.malformed += 1
+        result.issues.append(
+            ParseIssue(
+                file=name,
+                record=1,
+                line=before.count(b"\n") + 1,
+                column=error.start - (before.rfind(b"\n") + 1) + 1,
+                reason=f"not UTF-8 text ({error.reason})",
+            )
+        )
+        return result
     newest: dict[str, tuple[int, ContactRecord]] = {}
     for number, line, value in _values(text, name, result):
         elements = value if isinstance(value, list) else [value]
@@ -102,6 +126,22 @@ def _values(text: str, name: str, result: ConnectImport) -> Iterator[tuple[int, 
         number += 1
         try:
             value, end = decoder.raw_decode(text, pos)
+        except RecursionError:
+            # Nested deeper than Python's stack: no contact trace record is; nothing after
+            # it can be found reliably, so the rest of the file is one malformed value.
+            result.stats.items += 1
+            result.stats.malformed += 1
+            at_line, column = _position(text, pos)
+            result.issues.append(
+                ParseIssue(
+                    file=name,
+                    record=number,
+                    line=at_line,
+                    column=column,
+                    reason="JSON nested too deeply (not a contact trace record)",
+                )
+            )
+            return
         except json.JSONDecodeError as error:
             resume = _NEXT_TOP_LEVEL.search(text, pos + 1)
             stop = resume.start() + 1 if resume else len(text)
@@ -234,6 +274,10 @@ def _time(obj: dict[str, Any], path: str) -> datetime | None:
         raise _Invalid(
             path, f"timestamp {value!r} has no UTC offset (naive timestamps are refused)"
         )
+    try:
+        supported_year(moment, path)
+    except ValueError as exc:
+        raise _Invalid(path, str(exc).partition(": ")[2]) from None
     return moment.astimezone(UTC)
 
 
@@ -241,8 +285,11 @@ def _seconds(obj: dict[str, Any], path: str) -> float | None:
     value = _get(obj, path)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise _Invalid(path, f"expected a non-negative number of seconds, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_S:
+        # `not 0 <= value` also refuses NaN (Python's json reads the literal NaN).
+        raise _Invalid(
+            path, f"expected a number of seconds from 0 to {MAX_S} (a year), got {value!r}"
+        )
     return float(value)
 
 
@@ -250,8 +297,8 @@ def _count(obj: dict[str, Any], path: str) -> int | None:
     value = _get(obj, path)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise _Invalid(path, f"expected a non-negative integer, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+        raise _Invalid(path, f"expected an integer from 0 to {MAX_COUNT}, got {value!r}")
     return value
 
 
@@ -261,6 +308,12 @@ def _text_field(obj: dict[str, Any], path: str) -> str | None:
         return None
     if "\x00" in value:
         raise _Invalid(path, "contains a NUL character (no database text can hold it)")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            # A lone surrogate (`"\ud800"`): valid JSON escapes, but no UTF-8 text.
+            raise _Invalid(path, "contains a lone surrogate (not Unicode text)") from None
     return value
 
 
@@ -312,7 +365,7 @@ def _one(
                 line=line,
                 field=invalid.field,
                 reason=invalid.reason,
-                excerpt=str(element.get("ContactId")),
+                excerpt=excerpt(str(element.get("ContactId"))),
             )
         )
         return

@@ -39,16 +39,19 @@ from service.contacts.records import (
     ParseIssue,
     excerpt,
 )
+from service.core.time import supported_year
 
 TEXT_FIELDS = ("queue_key", "external_id", "customer_key", "agent_key")
 TIME_FIELDS = ("queued_at", "answered_at", "ended_at", "abandoned_at")
 DURATION_FIELDS = ("wait_s", "talk_s", "hold_s", "acw_s")
 BOOL_FIELDS = ("transferred", "resolved_first_contact")
 INT_FIELDS = {
-    "hold_count": (0, None),
+    # The bounds of the database columns (hold_count int, source_version bigint) where the
+    # scale has none, the same as the JSON API's.
+    "hold_count": (0, 10_000),
     "csat": (1, 5),
     "nps": (0, 10),
-    "source_version": (None, None),
+    "source_version": (-(2**63), 2**63 - 1),
 }
 MAPPABLE = frozenset(
     (
@@ -144,13 +147,18 @@ class CsvRecordParser:
         text = io.TextIOWrapper(fp, encoding=self.mapping.encoding, newline="")
         try:
             yield from self._rows(text, name, stats)
-        except UnicodeDecodeError as error:
+        except UnicodeError as error:
+            # UnicodeDecodeError, or the UnicodeError of a UTF-16 file without its BOM.
+            why = (
+                f"{error.reason} at a byte near {error.start} of the current block"
+                if isinstance(error, UnicodeDecodeError)
+                else str(error)
+            )
             stats.items += 1  # the unreadable rest, as one item
             stats.malformed += 1
             yield ParseIssue(
                 file=name,
-                reason=f"not {self.mapping.encoding} text ({error.reason} at a byte near {error.start} "
-                "of the current block): the rest of the file was not read",
+                reason=f"not {self.mapping.encoding} text ({why}): the rest of the file was not read",
             )
         finally:
             text.detach()
@@ -307,10 +315,15 @@ class CsvRecordParser:
         return number
 
     def _integer(self, value: str, low: int | None, high: int | None) -> int:
-        number = self._number(value)
-        if not number.is_integer():
-            raise _FieldError("not a whole number")
-        result = int(number)
+        try:
+            # Exactly, when written as an integer: through a float, a 19-digit
+            # source_version would lose its last digits.
+            result = int(value)
+        except ValueError:
+            number = self._number(value)
+            if not number.is_integer():
+                raise _FieldError("not a whole number") from None
+            result = int(number)
         if (low is not None and result < low) or (high is not None and result > high):
             bounds = f"{low if low is not None else '…'}-{high if high is not None else '…'}"
             raise _FieldError(f"{result} is outside {bounds}")
@@ -341,12 +354,16 @@ class CsvRecordParser:
                 moment = datetime.fromisoformat(value)
             elif fmt in ("epoch", "epoch_ms"):
                 seconds = self._number(value) / (1000 if fmt == "epoch_ms" else 1)
-                return _EPOCH + timedelta(seconds=seconds)
+                moment = _EPOCH + timedelta(seconds=seconds)
             else:
                 moment = datetime.strptime(value, fmt)
         except (ValueError, OverflowError):
             expected = "ISO 8601" if fmt == "iso8601" else repr(fmt)
             raise _FieldError(f"not a timestamp in the format {expected}") from None
+        try:
+            supported_year(moment, "timestamp")
+        except ValueError as exc:
+            raise _FieldError(str(exc).partition(": ")[2]) from None
         if moment.tzinfo is None:
             moment = self._localize(moment)
         return moment.astimezone(UTC)

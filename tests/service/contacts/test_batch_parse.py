@@ -17,7 +17,7 @@ BASE: dict[str, Any] = {
     "queue_key": "sales",
     "queued_at": "2026-03-02T09:00:00Z",
     "outcome": "answered",
-    "answered_at": "2026-03-02T09:00:12.250+05:45",
+    "answered_at": "2026-03-02T14:45:12.250+05:45",  # 09:00:12.25Z
     "ended_at": "2026-03-02T09:05:00+00:00",
     "agent_key": "Agent/1",
     "wait_s": 12,
