@@ -109,3 +109,25 @@ async def test_two_corrections_of_one_contact_at_once_keep_the_newest(
     a, b = await _concurrently(db, site, [v5], [v4])
     assert (a.updated, b.updated, b.stale) == (1, 0, 1)
     assert await rolled_up(db, site) == KpiSums.from_contacts([facts(v5), facts(other)])
+
+
+async def test_different_contacts_of_one_day_from_two_imports_both_count(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    """The rollup rows of a day are merged by both imports: the second reads the
+    first's committed histogram (the same wait cell and others), never its own
+    stale copy, whether the day was held before or is new to both."""
+    site = await make_site(client, settings, db)
+    first = [record(site, 2, "answered", 12.0), record(site, 3, "abandoned", 40.0)]
+    second = [record(site, 4, "answered", 12.0), record(site, 5, "answered", 95.0)]
+    a, b = await _concurrently(db, site, first, second)
+    assert (a.accepted, b.accepted) == (2, 2)
+    assert await rolled_up(db, site) == KpiSums.from_contacts(facts(r) for r in [*first, *second])
+
+    held = [record(site, 6, "answered", 12.0), record(site, 7, "timeout", 300.0)]
+    more = [record(site, 8, "answered", 12.0), record(site, 9, "abandoned", 40.0)]
+    a, b = await _concurrently(db, site, held, more)
+    assert (a.accepted, b.accepted) == (2, 2)
+    assert await rolled_up(db, site) == KpiSums.from_contacts(
+        facts(r) for r in [*first, *second, *held, *more]
+    )
