@@ -246,7 +246,7 @@ async def _run(report: Report, db: Database) -> None:
             " project_id uuid, client_id uuid, starts_at timestamptz, ends_at timestamptz,"
             " activity text, note text, external_id text, during tstzrange generated always as"
             " (tstzrange(starts_at, ends_at, '[)')) stored,"
-            " exclude using gist (tenant_id with =, agent_id with =, during with &&))"
+            " exclude using gist (agent_id with =, tenant_id with =, during with &&))"
         )
         excl_times = []
         for _ in range(2):
