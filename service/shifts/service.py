@@ -374,7 +374,14 @@ async def import_shifts(
             field, message = _MESSAGES[code]
             problems.append(RowProblem(r.row, code, message, field, r.line))
     problems += duplicate_problems(rows)
-    by_row = {r.row: r for r in rows}
+    lines: dict[int, int | None] = {}
+
+    def line_of(row_no: int) -> int | None:
+        # Built when a problem needs it: a clean file never pays for it.
+        if not lines:
+            lines.update((r.row, r.line) for r in rows)
+        return lines[row_no]
+
     clock.mark("prepare")
     await repo.stage_rows(session, rows, projects)
     clock.mark("stage")
@@ -387,7 +394,7 @@ async def import_shifts(
             problems += overlap_problems(suspects)
     for row_no, code in await repo.stage_problems(session, ctx):
         field, message = _MESSAGES[code]
-        problems.append(RowProblem(row_no, code, message, field, by_row[row_no].line))
+        problems.append(RowProblem(row_no, code, message, field, line_of(row_no)))
     # External ids are unique per tenant: a row may not take over a shift the
     # caller cannot see (a supervisor's other projects).
     scoped_caller = ctx.project_ids is not None or ctx.client_id is not None
@@ -401,7 +408,7 @@ async def import_shifts(
                     "external_id_taken",
                     "Another shift of this tenant has this external_id.",
                     "external_id",
-                    by_row[row_no].line,
+                    line_of(row_no),
                 )
             )
     seen_clashes: set[tuple[int, uuid.UUID]] = set()
@@ -419,7 +426,7 @@ async def import_shifts(
                     "overlaps_shift",
                     f"The agent already has shift {clash.id} [{view['start']}, {view['end']}).",
                     "start",
-                    by_row[row_no].line,
+                    line_of(row_no),
                     shift_id=clash.id,
                     shift_start=clash.starts_at,
                     shift_end=clash.ends_at,

@@ -11,6 +11,7 @@ import pytest
 from service.shifts.rows import (
     FileProblem,
     ImportRow,
+    duplicate_problems,
     in_file_problems,
     parse_csv,
     parse_json_rows,
@@ -148,6 +149,33 @@ def test_in_file_duplicates_and_overlaps() -> None:
         (2, "overlaps_row", 3, 3),
         (3, "overlaps_row", 2, 4),
     }
+
+
+def test_every_repeat_of_an_external_id_is_reported() -> None:
+    def row(n: int, external_id: str | None) -> ImportRow:
+        start = datetime(2026, 3, 2, n, tzinfo=UTC)
+        return ImportRow(
+            n,
+            None,
+            "a",
+            uuid.uuid4(),
+            uuid.UUID(PROJECT),
+            start,
+            start,
+            "on_queue",
+            None,
+            external_id,
+        )
+
+    rows = [row(1, "x"), row(2, "y"), row(3, "x"), row(4, None), row(5, None), row(6, "x")]
+    found = {(p.row, p.code, p.other_row) for p in duplicate_problems(rows)}
+    # The first row names its first repeat; every repeat names the first row.
+    assert found == {
+        (1, "duplicate_external_id", 3),
+        (3, "duplicate_external_id", 1),
+        (6, "duplicate_external_id", 1),
+    }
+    assert duplicate_problems([row(1, "x"), row(2, "y"), row(3, None), row(4, None)]) == []
 
 
 @pytest.mark.parametrize(
