@@ -35,9 +35,11 @@ from tenants.context import TenantContext, scoped
 STAGE = "shift_import_stage"
 # A UUIDv7 made in the database (PostgreSQL < 18 has no uuidv7()): the
 # millisecond clock over the first 48 bits of a random v4, version bits 4 → 7.
+# `date_part` is double precision; `extract` is numeric since PostgreSQL 14,
+# whose arithmetic made this ~20 % dearer per row.
 UUID7 = (
     "encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) placing"
-    " substring(int8send((extract(epoch from clock_timestamp()) * 1000)::bigint) from 3)"
+    " substring(int8send((date_part('epoch', clock_timestamp()) * 1000)::bigint) from 3)"
     " from 1 for 6), 52, 1), 53, 1), 'hex')::uuid"
 )
 _TS = DateTime(timezone=True)
@@ -572,11 +574,13 @@ async def write_staged(session: AsyncSession, ctx: TenantContext) -> tuple[int, 
             where s.ok
               and (s.external_id is null or not exists (
                 select 1 from shifts sh where sh.tenant_id = :t and sh.external_id = s.external_id))
-            -- In agent and time order: an agent's shifts share heap pages and
-            -- shifts_agent_start grows at its ends. (Not for the GiST index: measured,
-            -- it takes a file sorted by day or shuffled as fast or faster, 10-20 %
-            -- faster into an empty index, whose splits agent order leaves half full.)
-            order by s.agent_id, s.starts_at
+            -- Week by week, each week in agent and time order. The btrees on
+            -- (agent, start) take an agent's shifts fastest in a row, the GiST
+            -- index slowest: it took 100 000 shifts of 5 000 agents in 1.76 s of
+            -- CPU in agent order, 1.2-1.4 s by week, by day, by start or shuffled.
+            -- A week per agent keeps most of the btrees' gain (the whole insert:
+            -- 3.3 s in agent order, 3.0 s by day, 2.86 s by week).
+            order by floor(date_part('epoch', s.starts_at) / 604800), s.agent_id, s.starts_at
             """
         ),
         {"t": ctx.tenant_id},
