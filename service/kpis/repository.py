@@ -17,6 +17,7 @@ from typing import Any, Literal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.core.db import planner_settings
 from service.kpis.rollups import SUM_COLUMNS
 from service.kpis.sums import FINAL_OUTCOMES, GRID_VERSION, KpiSums
 
@@ -120,7 +121,12 @@ async def read_sums(
     conn = await session.connection()
     sums_rows = {(r.b, r.g): dict(r._mapping) for r in await conn.execute(text(sums_sql), params)}
     waits: dict[Key, list[WaitRow]] = defaultdict(list)
-    for b, g, outcome, edge, n, s, mx, exact in await conn.execute(text(waits_sql), params):
+    # Hashing the cells, not sorting them: the planner, told 3 rows for the 7 600
+    # cells of a project-month, sorts (measured 4.8 against 3.7 ms a read, the
+    # two set_config round trips included).
+    async with planner_settings(session, enable_sort="off"):
+        got = await conn.execute(text(waits_sql), params)
+    for b, g, outcome, edge, n, s, mx, exact in got:
         waits[(b, g)].append((int(outcome), int(edge), int(n), int(s), mx, bool(exact)))
     await _exact_maxima(
         session,
@@ -153,6 +159,7 @@ from (
 ) c
 group by grouping sets ((b, g, outcome, csat, nps, held, transferred, rfc), (b, g, outcome, edge))
 """
+RAW_WORK_MEM = "32MB"
 _OUTCOME_CODE = {o.value: i for i, o in enumerate(FINAL_OUTCOMES)}
 
 
@@ -204,7 +211,12 @@ async def raw_sums(
     conn = await session.connection()
     sums_rows: dict[Key, dict[str, int]] = {}
     waits: dict[Key, list[WaitRow]] = defaultdict(list)
-    for r in await conn.execute(text(_RAW_SQL.format(b=b, g=g, where=where)), params):
+    # Both grouping sets in hash tables (a few thousand groups), not one of them
+    # sorted: with the default 4 MB the planner sorts the 10 M rows of a year on
+    # disk for the histogram set (measured 20 s against 11 s; count(*) 2.4 s).
+    async with planner_settings(session, work_mem=RAW_WORK_MEM):
+        got = await conn.execute(text(_RAW_SQL.format(b=b, g=g, where=where)), params)
+    for r in got:
         key = (r.b, r.g)
         if r.waits:
             if r.edge is not None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from service.core.config import DatabaseSettings
-from service.core.db import Database, DbScope, set_scope
+from service.core.db import Database, DbScope, planner_settings, set_scope
 
 
 async def test_application_role_cannot_bypass_rls(
@@ -101,3 +103,33 @@ async def test_setting_is_transaction_local_on_a_pooled_connection(app_engine: A
                 )
             ).scalar()
     assert after is None
+
+
+async def test_planner_settings_hold_inside_the_block_and_are_restored_after(db: Database) -> None:
+    async def show(session: AsyncSession, name: str) -> str:
+        return str((await session.execute(text(f"show {name}"))).scalar_one())
+
+    async with db.transaction() as db_session:
+        await db_session.execute(text("set local work_mem = '5MB'"))
+        async with planner_settings(db_session, work_mem="48MB", enable_sort="off"):
+            assert await show(db_session, "work_mem") == "48MB"
+            assert await show(db_session, "enable_sort") == "off"
+        # The transaction's own earlier value, not the server default, comes back.
+        assert await show(db_session, "work_mem") == "5MB"
+        assert await show(db_session, "enable_sort") == "on"
+    async with db.transaction() as db_session:
+        assert await show(db_session, "work_mem") != "48MB"
+
+
+async def test_planner_settings_die_with_a_failed_savepoint(db: Database) -> None:
+    async with db.transaction() as db_session:
+
+        async def fail() -> None:
+            async with db_session.begin_nested(), planner_settings(db_session, enable_sort="off"):
+                assert (await db_session.execute(text("show enable_sort"))).scalar_one() == "off"
+                await db_session.execute(text("select 1 / 0"))
+
+        with pytest.raises(DBAPIError):
+            await fail()
+        # Rolling back to the savepoint undid the setting; the transaction goes on.
+        assert (await db_session.execute(text("show enable_sort"))).scalar_one() == "on"
