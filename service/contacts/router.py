@@ -19,6 +19,7 @@ from service.contacts.schemas import (
 )
 from service.contacts.uploads import UploadFormat, UploadIncomplete, upload_spec
 from service.core.db import Database, SessionDep
+from service.core.errors import require_json
 from service.core.idempotency import run_idempotent
 from tenants.context import TenantContext
 from tenants.deps import require
@@ -48,6 +49,7 @@ async def ingest_contact_batch(
     record is a duplicate, a newer version a correction, an older one changes nothing) and per request
     with `Idempotency-Key` (24 h: a replay returns the first answer). The receipt names every rejected
     row (from 1) with its field and reason; valid rows land."""
+    require_json(request.headers.get("content-type"))
     body = await request.body()
     db: Database = request.app.state.db
 
@@ -91,6 +93,7 @@ async def ingest_agent_state_batch(
     `Idempotency-Key` (24 h). Events of agents no pool agent is mapped to are reported as
     `unmapped` per key, not stored, and do not fail the batch; invalid rows are named (from 1)
     with their field while the valid ones land."""
+    require_json(request.headers.get("content-type"))
     body = await request.body()
     db: Database = request.app.state.db
 

@@ -91,6 +91,25 @@ class PayloadTooLarge(AppError):
     title = "Request body too large"
 
 
+class UnsupportedMediaType(AppError):
+    status = 415
+    code = "unsupported_media_type"
+    title = "Unsupported media type"
+
+
+def require_json(content_type: str | None) -> None:
+    """Refuse a body declared as something else than JSON (`application/json` or a
+    `+json` type). A request without a Content-Type is read as JSON."""
+    if content_type is None:
+        return
+    media = content_type.split(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"Send the records as application/json, not {media or 'an empty type'}.",
+            field="Content-Type",
+        )
+
+
 class DependencyUnavailable(AppError):
     retry_after_s = 5
     status = 503

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -180,3 +181,32 @@ async def test_malformed_bodies_are_4xx(
     )
     assert too_many.status_code == 413
     assert too_many.json()["code"] == "batch_too_large"
+
+
+async def test_a_body_declared_as_anything_but_json_is_415(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    site = await make_site(client, settings, db)
+    body = b'{"records": [{"external_id": "c-1"}]}'
+    for path in ("/api/v1/contacts:batch", "/api/v1/agent-states:batch"):
+        for media in ("text/plain", "application/x-www-form-urlencoded", "text/csv"):
+            refused = await client.post(
+                path,
+                content=body,
+                headers={**bearer(site.seed.admin_token), "content-type": media},
+            )
+            assert refused.status_code == 415, (path, media, refused.text)
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert refused.json()["code"] == "unsupported_media_type"
+            assert refused.json()["field"] == "Content-Type"
+    # JSON with parameters, a +json type and no declared type at all are read as JSON.
+    records = {"records": [row(site, 1)]}
+    for media in ("application/json; charset=utf-8", "application/vnd.callpact+json", None):
+        headers = bearer(site.seed.admin_token)
+        if media:
+            headers["content-type"] = media
+        ok = await client.post(
+            "/api/v1/contacts:batch", content=json.dumps(records).encode(), headers=headers
+        )
+        assert ok.status_code == 200, (media, ok.text)
+    assert await contacts_of(db, site) == 1
