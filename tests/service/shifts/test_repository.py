@@ -140,3 +140,22 @@ async def test_the_scan_reads_the_agent_index_in_order_and_leaves_the_planner_as
         [scan] = [n for n in nodes if n["Node Type"].endswith("Scan") and "Index Name" in n]
         assert (scan["Node Type"], scan["Index Name"]) == ("Index Only Scan", "shifts_agent_start")
         await session.rollback()
+
+
+async def test_the_exclusion_constraint_leads_with_the_agent(db: Database, floor: Floor) -> None:
+    """Migration 0009: the same three comparisons, agent first (a tenant's
+    entries all tie on tenant_id, which made every insert and probe compare it
+    for nothing), still deferrable for imports that swap two shifts."""
+    ctx = ctx_of(floor)
+    async with db.transaction(ctx.db_scope()) as session:
+        definition = (
+            await session.execute(
+                text(
+                    "select pg_get_constraintdef(oid) from pg_constraint"
+                    " where conname = 'shifts_no_double_booking'"
+                )
+            )
+        ).scalar_one()
+    assert definition == (
+        "EXCLUDE USING gist (agent_id WITH =, tenant_id WITH =, during WITH &&) DEFERRABLE"
+    )
