@@ -183,7 +183,7 @@ def install_error_handlers(app: FastAPI) -> None:
             "validation_failed",
             "Request validation failed",
             f"{first['field']}: {first['message']}",
-            {"errors": errors},
+            {"field": first["field"], "errors": errors},
         )
 
     @app.exception_handler(StarletteHTTPException)

@@ -198,6 +198,7 @@ async def test_walls_and_bad_queries(
         ({"to": "2026-03-01"}, "to"),
         ({"sl": "SL9"}, "sl"),
         ({"kpis": "happiness"}, "kpis"),
+        ({"shortabandon_s": "5"}, "shortabandon_s"),  # misspelt: not silently ignored
     ):
         response = await client.get(
             url, params={**params, **bad}, headers=bearer(site.seed.admin_token)
