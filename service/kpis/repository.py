@@ -26,9 +26,7 @@ Bucket = datetime | date
 _BUCKET = {"interval": "bucket_start", "daily": "local_day"}
 
 
-def _row(
-    sums: dict[str, Any] | None, waits: list[tuple[int, int, int, int, int | None, bool]]
-) -> dict[str, Any]:
+def _row(sums: dict[str, Any] | None, cells: Cells | None) -> dict[str, Any]:
     row: dict[str, Any] = {"grid_version": GRID_VERSION}
     base = sums or {}
     for c in SUM_COLUMNS:
@@ -36,33 +34,41 @@ def _row(
             row[c] = int(base.get(c, 0))
     row["csat_counts"] = [int(base.get(f"csat_{k}", 0)) for k in range(1, 6)]
     row["nps_counts"] = [int(base.get(f"nps_{k}", 0)) for k in range(11)]
-    waits.sort()
-    row["wait_outcome"] = [w[0] for w in waits]
-    row["wait_edge_s"] = [w[1] for w in waits]
-    row["wait_count"] = [w[2] for w in waits]
-    row["wait_sum_ms"] = [w[3] for w in waits]
+    codes, edges, counts, sums_ms, max_ms, max_exact = cells or ([], [], [], [], [], [])
+    row["wait_outcome"], row["wait_edge_s"] = codes, edges
+    row["wait_count"], row["wait_sum_ms"] = counts, sums_ms
     maxes = [-1] * len(FINAL_OUTCOMES)
     exact = [True] * len(FINAL_OUTCOMES)
-    top: dict[int, int] = {}
-    for code, edge, _n, _s, max_ms, is_exact in waits:
-        if edge >= top.get(code, -1):
-            top[code] = edge
-            maxes[code] = int(max_ms) if max_ms is not None else edge * 1000
-            exact[code] = bool(is_exact) and max_ms is not None
+    for i in _tops(codes):  # the top cell of each outcome holds its maximum
+        code, m = codes[i], max_ms[i]
+        maxes[code] = int(m) if m is not None else edges[i] * 1000
+        exact[code] = bool(max_exact[i]) and m is not None
     row["wait_max_ms"] = maxes
     row["wait_max_exact"] = exact
     return row
 
 
+def _tops(codes: list[int]) -> list[int]:
+    """Index of the last cell of each outcome's run (cells are sorted by outcome, edge)."""
+    return [i for i in range(len(codes)) if i + 1 == len(codes) or codes[i + 1] != codes[i]]
+
+
 Key = tuple[Any, Any]
 WaitRow = tuple[int, int, int, int, int | None, bool]
+# A bucket's histogram as six parallel lists sorted by (outcome, edge): outcome
+# code, edge (s), count, sum of waits (ms), max wait (ms), whether that max is exact.
+Cells = tuple[list[int], list[int], list[int], list[int], list[int | None], list[bool]]
 
 
-def _fold(
-    sums_rows: dict[Key, dict[str, Any]], waits: dict[Key, list[WaitRow]]
-) -> dict[Key, KpiSums]:
+def _cells(rows: list[WaitRow]) -> Cells:
+    rows.sort()
+    codes, edges, counts, sums, maxes, exact = (list(c) for c in zip(*rows, strict=True))
+    return codes, edges, counts, sums, maxes, exact
+
+
+def _fold(sums_rows: dict[Key, dict[str, Any]], waits: dict[Key, Cells]) -> dict[Key, KpiSums]:
     return {
-        k: KpiSums.from_row(_row(sums_rows.get(k), waits.get(k, [])))
+        k: KpiSums.from_row(_row(sums_rows.get(k), waits.get(k)))
         for k in set(sums_rows) | set(waits)
     }
 
@@ -111,23 +117,30 @@ async def read_sums(
     # functions run in lockstep: half the time of `FROM unnest(a, b, …)`, which
     # materializes each function's rows before zipping them (measured on a
     # project-month of 36 000 contacts, 7 600 histogram cells: 2.5 ms against 7.8).
+    # The merged cells come back as arrays per bucket, decoded by the driver (a
+    # Python loop over a month's 1 000 cells cost more than the query). One sort
+    # orders the cells for both the grouping by bucket and the arrays (an ORDER BY
+    # in each array_agg is six sorts: twice the time); `KpiSums.from_row` refuses
+    # cells out of order, so a plan that broke the order could not go unnoticed.
     waits_sql = (
-        f"select b, g, o, e, sum(n)::bigint, sum(s)::bigint, max(m), bool_and(x) from ("
-        f"select {label} as b, {group} as g, unnest(outcome) as o, unnest(edge_s) as e,"
-        f" unnest(n) as n, unnest(sum_ms) as s, unnest(max_ms) as m, unnest(max_exact) as x"
+        "select b, g, array_agg(o), array_agg(e), array_agg(n), array_agg(s), array_agg(m),"
+        " array_agg(x) from ("
+        "select b, g, o, e, sum(n)::bigint as n, sum(s)::bigint as s, max(m) as m, bool_and(x) as x"
+        f" from (select {label} as b, {group} as g, unnest(outcome) as o, unnest(edge_s) as e,"
+        " unnest(n) as n, unnest(sum_ms) as s, unnest(max_ms) as m, unnest(max_exact) as x"
         f" from kpi_{grain}_waits where {where}) u"
-        f" where n > 0 group by 1, 2, 3, 4"
+        " where n > 0 group by 1, 2, 3, 4 order by 1, 2, 3, 4) c group by 1, 2"
     )
     conn = await session.connection()
     sums_rows = {(r.b, r.g): dict(r._mapping) for r in await conn.execute(text(sums_sql), params)}
-    waits: dict[Key, list[WaitRow]] = defaultdict(list)
     # Hashing the cells, not sorting them: the planner, told 3 rows for the 7 600
     # cells of a project-month, sorts (measured 4.8 against 3.7 ms a read, the
-    # two set_config round trips included).
-    async with planner_settings(session, enable_sort="off"):
-        got = await conn.execute(text(waits_sql), params)
-    for b, g, outcome, edge, n, s, mx, exact in got:
-        waits[(b, g)].append((int(outcome), int(edge), int(n), int(s), mx, bool(exact)))
+    # two set_config round trips included). No JIT: the sort that is left (the
+    # buckets, a few) is then costed as disabled, over the JIT threshold, and
+    # compiling took 320 ms.
+    async with planner_settings(session, enable_sort="off", jit="off"):
+        got = (await conn.execute(text(waits_sql), params)).all()
+    waits: dict[Key, Cells] = {(r[0], r[1]): tuple(r[2:]) for r in got}
     await _exact_maxima(
         session,
         tenant_id,
@@ -210,7 +223,7 @@ async def raw_sums(
     b = "bucket_start" if per_interval else "cast(:start as timestamptz)"
     conn = await session.connection()
     sums_rows: dict[Key, dict[str, int]] = {}
-    waits: dict[Key, list[WaitRow]] = defaultdict(list)
+    wait_rows: dict[Key, list[WaitRow]] = defaultdict(list)
     # Both grouping sets in hash tables (a few thousand groups), not one of them
     # sorted: with the default 4 MB the planner sorts the 10 M rows of a year on
     # disk for the histogram set (measured 20 s against 11 s; count(*) 2.4 s).
@@ -220,7 +233,7 @@ async def raw_sums(
         key = (r.b, r.g)
         if r.waits:
             if r.edge is not None:
-                waits[key].append(
+                wait_rows[key].append(
                     (_OUTCOME_CODE[r.outcome], int(r.edge), int(r.n), int(r.wait), r.longest, True)
                 )
             continue
@@ -228,7 +241,7 @@ async def raw_sums(
         if row is None:
             row = sums_rows[key] = dict.fromkeys(SUM_COLUMNS, 0)
         _add_handling(row, r)
-    return _fold(sums_rows, waits)
+    return _fold(sums_rows, {k: _cells(v) for k, v in wait_rows.items()})
 
 
 async def _exact_maxima(
@@ -236,7 +249,7 @@ async def _exact_maxima(
     tenant_id: uuid.UUID,
     project_ids: list[uuid.UUID],
     grain: Grain,
-    waits: dict[Key, list[WaitRow]],
+    waits: dict[Key, Cells],
     channel: str | None,
     by_channel: bool,
     bounds: tuple[Bucket, Bucket] | None = None,
@@ -244,13 +257,11 @@ async def _exact_maxima(
     """Recompute from raw rows the maxima that a correction made inexact (rare)."""
     bucket = _BUCKET[grain]
     where_bucket = f"{bucket} >= :lo and {bucket} < :hi" if bounds else f"{bucket} = :b"
-    for (b, g), rows in waits.items():
-        tops: dict[int, int] = {}
-        for code, edge, *_ in rows:
-            tops[code] = max(tops.get(code, -1), edge)
-        for i, (code, edge, n, s, _mx, exact) in enumerate(rows):
-            if exact or tops[code] != edge:
+    for (b, g), (codes, edges, _n, _s, maxes, exact) in waits.items():
+        for i in _tops(codes):
+            if exact[i]:
                 continue
+            code, edge = codes[i], edges[i]
             value = (
                 await session.execute(
                     text(
@@ -270,4 +281,4 @@ async def _exact_maxima(
                     },
                 )
             ).scalar()
-            rows[i] = (code, edge, n, s, value, value is not None)
+            maxes[i], exact[i] = value, value is not None
