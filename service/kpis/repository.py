@@ -10,6 +10,7 @@ raw contacts of that bucket, so every reported figure stays exact.
 from __future__ import annotations
 
 import uuid
+from bisect import bisect_right
 from collections import defaultdict
 from datetime import date, datetime
 from typing import Any, Literal
@@ -50,7 +51,7 @@ def _row(sums: dict[str, Any] | None, cells: Cells | None) -> dict[str, Any]:
 
 def _tops(codes: list[int]) -> list[int]:
     """Index of the last cell of each outcome's run (cells are sorted by outcome, edge)."""
-    return [i for i in range(len(codes)) if i + 1 == len(codes) or codes[i + 1] != codes[i]]
+    return [bisect_right(codes, code) - 1 for code in sorted(set(codes))]
 
 
 Key = tuple[Any, Any]
