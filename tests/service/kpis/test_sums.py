@@ -138,6 +138,7 @@ def test_row_layout() -> None:
         ("n_answered", 3),  # disagrees with the histogram
         ("wait_edge_s", [12, 3601, 0, OVERFLOW_EDGE]),  # off the grid
         ("wait_edge_s", [13, 12, 0, OVERFLOW_EDGE]),  # unsorted
+        ("wait_edge_s", [12, 12, 0, OVERFLOW_EDGE]),  # one cell twice
         ("wait_sum_ms", [12_000, 13_500, 0, 3_456_000_000]),  # 13.5 s is not in (12, 13]
         ("wait_sum_ms", [11_000, 12_500, 0, 3_456_000_000]),  # 11 s is not in (11, 12]
         ("wait_count", [1, 0, 1, 1]),
