@@ -311,10 +311,11 @@ async def ingest_records(
     await apg.execute(
         f"select set_config('work_mem', '{WORK_MEM}', true), set_config('jit', 'off', true)"
     )
+    verdicts: list[Any] = []
     for attempt in range(1, ATTEMPTS + 1):
         try:
             async with session.begin_nested():
-                await _write(session, classify, {**params, "ids": id_prefix()})
+                verdicts = await _write(session, classify, {**params, "ids": id_prefix()})
             break
         except _Raced:
             if attempt == ATTEMPTS:
@@ -331,20 +332,22 @@ async def ingest_records(
     await apg.execute(
         "select set_config('work_mem', $1, true), set_config('jit', $2, true)", *saved
     )
-    await _fill_receipt(session, tenant_id, receipt)
+    await _fill_receipt(session, tenant_id, receipt, verdicts)
     return receipt
 
 
-async def _write(session: AsyncSession, classify: str, params: dict[str, Any]) -> None:
-    """Classify the staged batch and write it: keys, contacts, corrections, rollups."""
+async def _write(session: AsyncSession, classify: str, params: dict[str, Any]) -> list[Any]:
+    """Classify the staged batch and write it: keys, contacts, corrections, rollups.
+    Returns the receipt's rows (what the classification decided)."""
     await session.execute(text("drop table if exists stage_verdicts"))
     await session.execute(text(classify), params)
     # A temporary table has no statistics until analyzed: the verdict filter was
     # estimated at 0.5 % of the rows, so the rollups sorted a batch to group it.
     await session.execute(text("analyze stage_verdicts (verdict)"))
-    updates = (
-        await session.execute(text("select count(*) from stage_verdicts where verdict = 'update'"))
-    ).scalar_one()
+    # The receipt's counts, read now, also say whether anything is corrected (a
+    # separate count was another scan of the batch).
+    verdicts = list(await session.execute(text(RECEIPT)))
+    updates = sum(n for kind, verdict, *_, n in verdicts if kind == "count" and verdict == "update")
     await session.execute(text(INSERT_KEYS), params)
     if updates:
         changed = await session.execute(text(UPDATE_KEYS), params)
@@ -356,13 +359,15 @@ async def _write(session: AsyncSession, classify: str, params: dict[str, Any]) -
     if updates:
         await session.execute(text(RECORD_CORRECTIONS), params)
     await apply_ingest_delta(session, params["t"], corrections=bool(updates))
+    return verdicts
 
 
-async def _fill_receipt(session: AsyncSession, tenant_id: uuid.UUID, receipt: Receipt) -> None:
-    """Counts per verdict, every rejected row, unmapped queues and agents (one query)."""
-    result = await session.execute(text(RECEIPT))
+async def _fill_receipt(
+    session: AsyncSession, tenant_id: uuid.UUID, receipt: Receipt, verdicts: list[Any]
+) -> None:
+    """Counts per verdict, every rejected row, unmapped queues and agents (`RECEIPT`)."""
     issues: Counter[tuple[str, str, str]] = Counter()  # (feed, kind, subject)
-    for kind, verdict, row_no, source, key, n in result:
+    for kind, verdict, row_no, source, key, n in verdicts:
         if kind == "count":
             if verdict == "new":
                 receipt.accepted += n
