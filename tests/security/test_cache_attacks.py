@@ -156,21 +156,27 @@ async def test_query_string_tricks_never_share_an_answer_wrongly(
 async def test_the_memory_bound_counts_the_callers_query_string(
     app: FastAPI, client: AsyncClient, settings: Settings, db: Database
 ) -> None:
-    """Unknown parameters are ignored by the route but are part of the key: a caller
-    can make every key long and unique, so the bound must count the key's bytes."""
+    """Unknown parameters are refused, but a valid query string can still be made long
+    and unique (empty items of the `kpis` list are skipped), and all of it is the key:
+    the bound must count the key's bytes."""
     site = await seeded(client, settings, db)
     path = f"/api/v1/projects/{site.project_id}/kpis"
     cache = answers(app)
     before = cache.size
-    junk = "a" * 7000
     for i in range(5):
+        padding = "," * (7000 + i)
         response = await client.get(
             path,
-            params=DAY | {"kpis": "offered", "junk": f"{i}{junk}"},
+            params=DAY | {"kpis": f"offered{padding}"},
             headers=bearer(site.seed.admin_token),
         )
         assert response.status_code == 200, response.text
-    assert cache.size - before >= 5 * (len(junk) + len(response.content))
+    assert cache.size - before >= 5 * (7000 + len(response.content))
+    refused = await client.get(
+        path, params=DAY | {"junk": "a" * 7000}, headers=bearer(site.seed.admin_token)
+    )
+    assert refused.status_code == 422
+    assert refused.json()["field"] == "junk"
 
 
 async def test_a_token_of_another_tenant_is_never_served_this_tenants_answer(
