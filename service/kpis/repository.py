@@ -162,8 +162,8 @@ async def read_sums(
 # FILTER aggregate per rollup column took 5x (and is what the rollups
 # themselves use: the property tests hold the two formulations equal).
 _RAW_SQL = """
-select b, g, grouping(csat) as waits, outcome, csat, nps, held, transferred, rfc,
-       edge, count(*) as n, sum(talk_ms) as talk, sum(hold_ms) as hold, sum(acw_ms) as acw,
+select {b_out} as b, {g_out} as g, grouping(csat) as waits, outcome, csat, nps, held, transferred,
+       rfc, edge, count(*) as n, sum(talk_ms) as talk, sum(hold_ms) as hold, sum(acw_ms) as acw,
        sum(hold_count) as hold_count, sum(wait_ms) as wait, max(wait_ms) as longest
 from (
   select {b} as b, {g} as g, outcome, csat, nps, hold_ms > 0 as held, transferred,
@@ -171,7 +171,7 @@ from (
          case when outcome <> 'in_queue' and wait_ms is not null then kpi_wait_edge(wait_ms) end as edge
   from contacts where {where}
 ) c
-group by grouping sets ((b, g, outcome, csat, nps, held, transferred, rfc), (b, g, outcome, edge))
+group by grouping sets (({keys}outcome, csat, nps, held, transferred, rfc), ({keys}outcome, edge))
 """
 RAW_WORK_MEM = "32MB"
 _OUTCOME_CODE = {o.value: i for i, o in enumerate(FINAL_OUTCOMES)}
@@ -222,6 +222,17 @@ async def raw_sums(
     g = {"none": "null::text", "channel": "channel", "agent": "agent_id::text"}[group]
     params = {"t": tenant_id, "p": project_ids, "start": start, "end": end, "ch": channel}
     b = "bucket_start" if per_interval else "cast(:start as timestamptz)"
+    # A constant bucket or group is no grouping key (two columns fewer to hash per
+    # row and set: 6.5 -> 5.9 s for a year of 10 M contacts); it is added outside.
+    keys = ("b, " if per_interval else "") + ("g, " if group != "none" else "")
+    sql = _RAW_SQL.format(
+        b=b,
+        g=g,
+        b_out="b" if per_interval else b,
+        g_out="g" if group != "none" else g,
+        keys=keys,
+        where=where,
+    )
     conn = await session.connection()
     sums_rows: dict[Key, dict[str, int]] = {}
     wait_rows: dict[Key, list[WaitRow]] = defaultdict(list)
@@ -229,7 +240,7 @@ async def raw_sums(
     # sorted: with the default 4 MB the planner sorts the 10 M rows of a year on
     # disk for the histogram set (measured 20 s against 11 s; count(*) 2.4 s).
     async with planner_settings(session, work_mem=RAW_WORK_MEM):
-        got = await conn.execute(text(_RAW_SQL.format(b=b, g=g, where=where)), params)
+        got = await conn.execute(text(sql), params)
     for r in got:
         key = (r.b, r.g)
         if r.waits:
