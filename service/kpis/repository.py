@@ -123,14 +123,18 @@ async def read_sums(
     # orders the cells for both the grouping by bucket and the arrays (an ORDER BY
     # in each array_agg is six sorts: twice the time); `KpiSums.from_row` refuses
     # cells out of order, so a plan that broke the order could not go unnoticed.
+    # Keys that are constants (one bucket; no channel split) are not grouped by:
+    # hashing two columns fewer per cell took a fifth off a month (6.3 -> 4.9 ms).
+    keys = ("b, " if not one_bucket else "") + ("g, " if by_channel else "")
     waits_sql = (
-        "select b, g, array_agg(o), array_agg(e), array_agg(n), array_agg(s), array_agg(m),"
-        " array_agg(x) from ("
-        "select b, g, o, e, sum(n)::bigint as n, sum(s)::bigint as s, max(m) as m, bool_and(x) as x"
-        f" from (select {label} as b, {group} as g, unnest(outcome) as o, unnest(edge_s) as e,"
-        " unnest(n) as n, unnest(sum_ms) as s, unnest(max_ms) as m, unnest(max_exact) as x"
-        f" from kpi_{grain}_waits where {where}) u"
-        " where n > 0 group by 1, 2, 3, 4 order by 1, 2, 3, 4) c group by 1, 2"
+        f"select {'b' if not one_bucket else label} as b, {'g' if by_channel else group} as g,"
+        " array_agg(o), array_agg(e), array_agg(n), array_agg(s), array_agg(m), array_agg(x)"
+        f" from (select {keys}o, e, sum(n)::bigint as n, sum(s)::bigint as s, max(m) as m,"
+        f" bool_and(x) as x from (select {label} as b, {group} as g, unnest(outcome) as o,"
+        " unnest(edge_s) as e, unnest(n) as n, unnest(sum_ms) as s, unnest(max_ms) as m,"
+        f" unnest(max_exact) as x from kpi_{grain}_waits where {where}) u"
+        f" where n > 0 group by {keys}o, e order by {keys}o, e) c"
+        + (f" group by {keys.rstrip(', ')}" if keys else "")
     )
     conn = await session.connection()
     sums_rows = {(r.b, r.g): dict(r._mapping) for r in await conn.execute(text(sums_sql), params)}
@@ -141,7 +145,8 @@ async def read_sums(
     # compiling took 320 ms.
     async with planner_settings(session, enable_sort="off", jit="off"):
         got = (await conn.execute(text(waits_sql), params)).all()
-    waits: dict[Key, Cells] = {(r[0], r[1]): tuple(r[2:]) for r in got}
+    # Without a GROUP BY, no cells still make one row, of NULL arrays.
+    waits: dict[Key, Cells] = {(r[0], r[1]): tuple(r[2:]) for r in got if r[2] is not None}
     await _exact_maxima(
         session,
         tenant_id,
