@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from dataclasses import asdict
 from typing import Any, ClassVar
 
 import structlog
@@ -21,6 +22,7 @@ from sqlalchemy import text
 from service.core.config import Settings, get_settings
 from service.core.db import Database
 from service.core.logging import configure_logging
+from service.core.mail import DELIVER_JOB, deliver_outbox
 from service.core.metrics import JOB_COUNTS_KEY
 from service.core.redis import arq_settings, deserialize_job, serialize_job
 from tenants.keys import rotate_keys
@@ -49,7 +51,21 @@ async def rotate_signing_keys(ctx: dict[str, Any]) -> str | None:
     return kid
 
 
-FUNCTIONS: list[Function] = [func(ping, name="system.ping")]
+async def deliver_mail(ctx: dict[str, Any]) -> dict[str, int]:
+    """`mail.deliver`: send the due mails of `mail_outbox` (service/core/mail.py).
+    Enqueued by a request after it committed a mail, and run every minute by
+    cron for retries and for mail queued while Redis or the worker was down.
+    Concurrent runs are safe: each mail is claimed by one run."""
+    report = await deliver_outbox(ctx["db"], ctx["settings"])
+    if report.sent or report.failed:
+        log.info("mail_delivered", **asdict(report))
+    return asdict(report)
+
+
+FUNCTIONS: list[Function] = [
+    func(ping, name="system.ping"),
+    func(deliver_mail, name=DELIVER_JOB, timeout=300),
+]
 
 CRON_JOBS: list[CronJob] = [
     # Daily, and once at startup: a worker that was down at 03:17 catches up
@@ -62,6 +78,8 @@ CRON_JOBS: list[CronJob] = [
         run_at_startup=True,
         timeout=60,
     ),
+    # Every minute, and at startup: retries, and what no enqueue announced.
+    cron(deliver_mail, name="mail.deliver_due", run_at_startup=True, timeout=300),
 ]
 
 

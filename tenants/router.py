@@ -6,13 +6,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Request, Response, UploadFile, status
+from fastapi import APIRouter, BackgroundTasks, Depends, File, Request, Response, UploadFile, status
 from sqlalchemy import select
 from sqlmodel import col
 
 from service.core.config import Settings
 from service.core.db import Database, SessionDep
-from service.core.mail import build_message, send_message
+from service.core.mail import build_message, enqueue_delivery, queue_message
 from service.core.pagination import Page, paginate
 from tenants import schemas, service
 from tenants.branding import MAX_LOGO_BYTES, sanitize_logo
@@ -141,6 +141,7 @@ async def request_password_reset(
     request: Request,
     session: SessionDep,
     admin: AdminSessionDep,
+    background: BackgroundTasks,
 ) -> dict[str, str]:
     """Mail a one-hour reset link if the account exists; the answer is the same either way."""
     found = await service.request_password_reset(admin, session, data)
@@ -148,15 +149,19 @@ async def request_password_reset(
         user, token = found
         settings = _settings(request)
         link = f"{settings.api.public_url}/portal/reset?token={token}"
-        await send_message(
-            settings,
+        await queue_message(
+            session,
             build_message(
                 settings,
                 user.email,
                 "Reset your callpact password",
                 f"Open this link within an hour to choose a new password:\n\n{link}\n\nIf you did not ask for it, ignore this mail.",
             ),
+            tenant_id=user.tenant_id,
         )
+        # Runs after the response is sent, so after the commit, and changes nothing
+        # the caller sees: the answer is the same whether a mail was queued or not.
+        background.add_task(enqueue_delivery, request.app.state.redis)
     return {"status": "If the account exists, a reset link was sent."}
 
 
@@ -270,22 +275,29 @@ async def update_user(
     "/invitations", status_code=status.HTTP_201_CREATED, response_model=schemas.InvitationRead
 )
 async def create_invitation(
-    data: schemas.InvitationCreate, request: Request, ctx: UsersAdmin, session: SessionDep
+    data: schemas.InvitationCreate,
+    request: Request,
+    ctx: UsersAdmin,
+    session: SessionDep,
+    background: BackgroundTasks,
 ) -> Any:
     """Invite a person by e-mail with a role (client viewers: and a client). The link expires."""
     invitation, token = await service.create_invitation(session, ctx, data)
     settings = _settings(request)
     tenant = await service.get_own_tenant(session, ctx)
     link = f"{settings.api.public_url}/portal/invitation?token={token}"
-    await send_message(
-        settings,
+    await queue_message(
+        session,
         build_message(
             settings,
             invitation.email,
             f"You are invited to {tenant.name} on callpact",
             f"{tenant.name} invites you to callpact as {invitation.role.replace('_', ' ')}.\n\nAccept before {invitation.expires_at:%Y-%m-%d %H:%M} UTC:\n\n{link}\n",
         ),
+        tenant_id=ctx.tenant_id,
     )
+    # After the response is sent, so after the commit: the worker delivers at once.
+    background.add_task(enqueue_delivery, request.app.state.redis)
     return invitation
 
 

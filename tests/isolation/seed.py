@@ -34,6 +34,7 @@ from sqlmodel import col
 
 from service.core.config import Settings
 from service.core.db import Database
+from service.core.mail import deliver_outbox
 from service.core.time import utcnow
 from tenants.context import API_TOKEN_SCOPES
 from tenants.keys import ALGORITHM, KeyStore
@@ -378,7 +379,9 @@ async def seed_invitations(env: SeedEnv, w: World) -> None:
             },
         )
         w.add("invitations", body["id"], client=label)
-    # The last invitation's link, from the mail: a real token of this tenant.
+    # The last invitation's link, from the mail: a real token of this tenant. Requests
+    # only queue mail; deliver it here as the worker would.
+    await deliver_outbox(env.db, env.settings)
     for path in sorted(env.settings.outbox_dir.glob("*.eml"), reverse=True):
         mail = message_from_bytes(path.read_bytes(), policy=default_policy)
         if mail["To"] == email:

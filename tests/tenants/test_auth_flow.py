@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from service.core.config import Settings
 from service.core.db import Database
+from service.core.mail import deliver_outbox
 from tenants.models import AuditEntry
 from tests.factories import PASSWORD, bearer, make_client, make_tenant, platform_headers, user_token
 
@@ -214,9 +215,18 @@ async def test_invitation_flow_creates_a_client_viewer(
         headers=bearer(seed.admin_token),
     )
     assert invited.status_code == 201, invited.text
-    mails = sorted(settings.outbox_dir.glob("*.eml"))
-    mail = message_from_bytes(mails[-1].read_bytes(), policy=default)
-    assert mail["To"] == "viewer@acme.example.com"
+    # The request queued the mail; the worker's job delivers it.
+    await deliver_outbox(db, settings)
+    mails = [
+        mail
+        for mail in (
+            message_from_bytes(path.read_bytes(), policy=default)
+            for path in sorted(settings.outbox_dir.glob("*.eml"))
+        )
+        if mail["To"] == "viewer@acme.example.com" and seed.slug in mail["Subject"]
+    ]
+    assert len(mails) == 1
+    mail = mails[0]
     body = mail.get_body().get_content()
     token = body.split("token=")[1].split()[0]
     accepted = await client.post(
