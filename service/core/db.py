@@ -175,13 +175,6 @@ def create_engine(
                 "timezone": "UTC",
                 "statement_timeout": str(settings.statement_timeout_ms),
                 "idle_in_transaction_session_timeout": str(settings.statement_timeout_ms * 4),
-                # Every statement planned for its values. The driver prepares each
-                # statement once per connection, and from the sixth run PostgreSQL may
-                # keep a generic plan, blind to the tenant and to `project_id = any($n)`:
-                # there the list of a tenant's 500 projects is searched row by row
-                # instead of hashed, and a year's count(*) went from 1.2 s to past the
-                # 15 s statement timeout. Planning again costs ~0.1 ms a statement.
-                "plan_cache_mode": "force_custom_plan",
             },
         },
     )

@@ -137,13 +137,16 @@ async def read_sums(
         + (f" group by {keys.rstrip(', ')}" if keys else "")
     )
     conn = await session.connection()
-    sums_rows = {(r.b, r.g): dict(r._mapping) for r in await conn.execute(text(sums_sql), params)}
     # Hashing the cells, not sorting them: the planner, told 3 rows for the 7 600
     # cells of a project-month, sorts (measured 4.8 against 3.7 ms a read, the
     # two set_config round trips included). No JIT: the sort that is left (the
     # buckets, a few) is then costed as disabled, over the JIT threshold, and
-    # compiling took 320 ms.
-    async with planner_settings(session, enable_sort="off", jit="off"):
+    # compiling took 320 ms. Both statements planned for their project ids.
+    async with planner_settings(
+        session, enable_sort="off", jit="off", plan_cache_mode=CUSTOM_PLANS
+    ):
+        sums = await conn.execute(text(sums_sql), params)
+        sums_rows = {(r.b, r.g): dict(r._mapping) for r in sums}
         got = (await conn.execute(text(waits_sql), params)).all()
     # Without a GROUP BY, no cells still make one row, of NULL arrays.
     waits: dict[Key, Cells] = {(r[0], r[1]): tuple(r[2:]) for r in got if r[2] is not None}
@@ -179,6 +182,13 @@ from (
 group by grouping sets (({keys}outcome, csat, nps, held, transferred, rfc), ({keys}outcome, edge))
 """
 RAW_WORK_MEM = "32MB"
+# Planned for their values every time: the driver prepares a statement once per
+# connection, and from its sixth run PostgreSQL may keep a generic plan, blind to
+# `project_id = any($n)` — a tenant's 500 projects then searched row by row, not
+# hashed: a year's count(*) went from 1.2 s past the 15 s statement timeout. Not
+# for every statement: the per-row foreign-key checks of an import are cached
+# plans too, and planning them again for each row made a shift import 1.6x slower.
+CUSTOM_PLANS = "force_custom_plan"
 _OUTCOME_CODE = {o.value: i for i, o in enumerate(FINAL_OUTCOMES)}
 
 
@@ -244,7 +254,7 @@ async def raw_sums(
     # Both grouping sets in hash tables (a few thousand groups), not one of them
     # sorted: with the default 4 MB the planner sorts the 10 M rows of a year on
     # disk for the histogram set (measured 20 s against 11 s; count(*) 2.4 s).
-    async with planner_settings(session, work_mem=RAW_WORK_MEM):
+    async with planner_settings(session, work_mem=RAW_WORK_MEM, plan_cache_mode=CUSTOM_PLANS):
         got = await conn.execute(text(sql), params)
     for r in got:
         key = (r.b, r.g)
