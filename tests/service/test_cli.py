@@ -136,7 +136,9 @@ def _run_up(
             result = action(http)
     finally:
         proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=60)
+        # A guard against a hang, not a speed target: a loaded machine's checkpoint
+        # at shutdown has taken most of a minute.
+        output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, output
     return result, output, descendants
 

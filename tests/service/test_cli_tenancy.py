@@ -420,7 +420,7 @@ def test_up_prints_the_admin_token_and_a_curl_that_works(
             assert login_response.status_code == 200, login_response.text
     finally:
         proc.send_signal(signal.SIGINT)
-        rest, _ = proc.communicate(timeout=60)
+        rest, _ = proc.communicate(timeout=120)  # a hang guard (see test_cli._run_up)
     output = "\n".join(lines) + rest
     assert proc.returncode == 0, output
     assert output.index("Migrations  at head") < output.index("Admin token")
