@@ -100,6 +100,10 @@ class Supervisor:
             raise KeyboardInterrupt
 
         signal.signal(signal.SIGTERM, on_signal)
+        # Explicitly, not Python's default: a process started in the background by a
+        # non-interactive shell (`nohup … &`, some CI runners) inherits SIGINT as
+        # ignored, and Python then leaves it ignored: Ctrl-C or `kill -INT` did nothing.
+        signal.signal(signal.SIGINT, on_signal)
         try:
             self.start_stores()
             effective = settings_from(self.env)
