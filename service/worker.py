@@ -22,7 +22,7 @@ from sqlalchemy import text
 from service.core.config import Settings, get_settings
 from service.core.db import Database
 from service.core.logging import configure_logging
-from service.core.mail import DELIVER_JOB, deliver_outbox
+from service.core.mail import DELIVER_JOB, deliver_outbox, purge_outbox
 from service.core.metrics import JOB_COUNTS_KEY
 from service.core.redis import arq_settings, deserialize_job, serialize_job
 from tenants.keys import rotate_keys
@@ -62,6 +62,15 @@ async def deliver_mail(ctx: dict[str, Any]) -> dict[str, int]:
     return asdict(report)
 
 
+async def purge_mail(ctx: dict[str, Any]) -> int:
+    """`mail.purge`: delete mail sent or given up on more than 30 days ago, so the
+    outbox does not grow without bound. Idempotent."""
+    deleted = await purge_outbox(ctx["db"])
+    if deleted:
+        log.info("mail_purged", deleted=deleted)
+    return deleted
+
+
 FUNCTIONS: list[Function] = [
     func(ping, name="system.ping"),
     func(deliver_mail, name=DELIVER_JOB, timeout=300),
@@ -80,6 +89,8 @@ CRON_JOBS: list[CronJob] = [
     ),
     # Every minute, and at startup: retries, and what no enqueue announced.
     cron(deliver_mail, name="mail.deliver_due", run_at_startup=True, timeout=300),
+    # Daily.
+    cron(purge_mail, name="mail.purge", hour={4}, minute={41}, timeout=300),
 ]
 
 

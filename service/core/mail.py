@@ -214,3 +214,20 @@ async def deliver_outbox(db: Database, settings: Settings, *, limit: int = 100) 
             await admin.execute(_SENT, {"id": row.id})
         sent += 1
     return DeliveryReport(sent=sent, failed=failed, abandoned=abandoned)
+
+
+# Sent mail is kept this long (what went out, to whom, when), then deleted;
+# mail given up on is kept for an operator until it is this old too.
+KEEP_DAYS = 30
+_PURGE = text(
+    "delete from mail_outbox where coalesce(sent_at, created_at) < now() - make_interval(days => :days)"
+    " and (sent_at is not null or attempts >= :max_attempts)"
+)
+
+
+async def purge_outbox(db: Database, *, keep_days: int = KEEP_DAYS) -> int:
+    """Delete mail sent (or given up on) more than `keep_days` ago; mail still
+    being tried is never deleted. Returns the number of rows deleted."""
+    async with db.admin_transaction() as admin:
+        result = await admin.execute(_PURGE, {"days": keep_days, "max_attempts": MAX_ATTEMPTS})
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -294,3 +294,27 @@ async def test_application_role_may_queue_but_not_read_or_change_mail(
         assert getattr(refused.value.orig, "sqlstate", None) == "42501", sql
     [row] = await _rows(db, recipient)
     assert row.sent_at is None
+
+
+async def test_purge_deletes_only_mail_long_sent_or_given_up(
+    db: Database, mail_settings: Settings
+) -> None:
+    recipient = _recipient()
+    ids = {name: await _queue(db, mail_settings, recipient) for name in "ABCD"}
+    async with db.admin_transaction() as admin:
+        for name, sql in (
+            ("A", "sent_at = now() - interval '40 days'"),  # long sent: purged
+            ("B", "sent_at = now() - interval '1 day'"),  # sent lately: kept
+            # Still being tried, however old: kept.
+            ("C", "created_at = now() - interval '40 days', attempts = 2"),
+            # Given up on long ago: purged.
+            ("D", f"created_at = now() - interval '40 days', attempts = {MAX_ATTEMPTS}"),
+        ):
+            await admin.execute(
+                text(f"update mail_outbox set {sql} where id = :id"), {"id": ids[name]}
+            )
+    assert await mail.purge_outbox(db, keep_days=30) >= 2
+    left = {row.id for row in await _rows(db, recipient)}
+    assert left == {ids["B"], ids["C"]}
+    await mail.purge_outbox(db, keep_days=30)  # again: nothing more of these goes
+    assert {row.id for row in await _rows(db, recipient)} == {ids["B"], ids["C"]}
