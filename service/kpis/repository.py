@@ -19,12 +19,22 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.core.db import planner_settings
-from service.kpis.rollups import SUM_COLUMNS
+from service.kpis.rollups import LOCAL_MONTH_SQL, SUM_COLUMNS
 from service.kpis.sums import FINAL_OUTCOMES, GRID_VERSION, KpiSums
 
-Grain = Literal["interval", "daily"]
+Grain = Literal["interval", "daily", "monthly"]
 Bucket = datetime | date
-_BUCKET = {"interval": "bucket_start", "daily": "local_day"}
+# Per grain: the sums table, its bucket column, the bucket as an expression of
+# it; the histogram table and its bucket column. A month's sums are its days'
+# (migration 0011); its histogram is kept whole.
+_SUMS_OF: dict[str, tuple[str, str, str]] = {
+    "daily": ("kpi_daily_sums", "local_day", "local_day"),
+    "monthly": ("kpi_daily_sums", "local_day", LOCAL_MONTH_SQL.format(day="local_day")),
+}
+_WAITS_OF: dict[str, tuple[str, str]] = {
+    "daily": ("kpi_daily_waits", "local_day"),
+    "monthly": ("kpi_monthly_waits", "local_month"),
+}
 
 
 def _row(sums: dict[str, Any] | None, cells: Cells | None) -> dict[str, Any]:
@@ -100,19 +110,23 @@ async def read_sums(
             channel,
             group="channel" if by_channel else "none",
         )
-    bucket = _BUCKET[grain]
-    where = f"tenant_id = :t and project_id = any(:p) and {bucket} >= :start and {bucket} < :end"
-    # One bucket (a month, a year of days): add the days up in SQL, fold one row in Python.
-    label = (
-        f"cast(:start as {'date' if grain == 'daily' else 'timestamptz'})" if one_bucket else bucket
+    sums_table, sums_column, sums_bucket = _SUMS_OF[grain]
+    waits_table, waits_column = _WAITS_OF[grain]
+    scope = "tenant_id = :t and project_id = any(:p)" + (
+        " and channel = :ch" if channel is not None else ""
     )
-    if channel is not None:
-        where += " and channel = :ch"
+
+    def where(column: str) -> str:
+        return f"{scope} and {column} >= :start and {column} < :end"
+
+    # One bucket (a month, a year): add the rows up in SQL, fold one row in Python.
+    label = "cast(:start as date)" if one_bucket else None
     group = "channel" if by_channel else "null::text"
     params = {"t": tenant_id, "p": project_ids, "start": start, "end": end, "ch": channel}
     sums_sql = (
-        f"select {label} as b, {group} as g, {', '.join(f'sum({c})::bigint as {c}' for c in SUM_COLUMNS)}"
-        f" from kpi_{grain}_sums where {where} group by 1, 2"
+        f"select {label or sums_bucket} as b, {group} as g,"
+        f" {', '.join(f'sum({c})::bigint as {c}' for c in SUM_COLUMNS)}"
+        f" from {sums_table} where {where(sums_column)} group by 1, 2"
     )
     # The six parallel arrays are unnested in the select list, where set-returning
     # functions run in lockstep: half the time of `FROM unnest(a, b, …)`, which
@@ -128,28 +142,45 @@ async def read_sums(
     keys = ("b, " if not one_bucket else "") + ("g, " if by_channel else "")
     waits_sql = (
         f"select {'b' if not one_bucket else label} as b, {'g' if by_channel else group} as g,"
-        " array_agg(o), array_agg(e), array_agg(n), array_agg(s), array_agg(m), array_agg(x)"
+        " array_agg(o) as o, array_agg(e) as e, array_agg(n) as n, array_agg(s) as s,"
+        " array_agg(m) as m, array_agg(x) as x"
         f" from (select {keys}o, e, sum(n)::bigint as n, sum(s)::bigint as s, max(m) as m,"
-        f" bool_and(x) as x from (select {label} as b, {group} as g, unnest(outcome) as o,"
-        " unnest(edge_s) as e, unnest(n) as n, unnest(sum_ms) as s, unnest(max_ms) as m,"
-        f" unnest(max_exact) as x from kpi_{grain}_waits where {where}) u"
+        f" bool_and(x) as x from (select {label or waits_column} as b, {group} as g,"
+        " unnest(outcome) as o, unnest(edge_s) as e, unnest(n) as n, unnest(sum_ms) as s,"
+        f" unnest(max_ms) as m, unnest(max_exact) as x from {waits_table}"
+        f" where {where(waits_column)}) u"
         f" where n > 0 group by {keys}o, e order by {keys}o, e) c"
         + (f" group by {keys.rstrip(', ')}" if keys else "")
+    )
+    # Both in one round trip: a bucket has sums, cells, or both. (Without a GROUP
+    # BY, no cells still make one row, of NULL arrays; a channel may be NULL.)
+    both_sql = (
+        f"with sums as ({sums_sql}), waits as ({waits_sql})"
+        " select coalesce(sums.b, waits.b) as b, coalesce(sums.g, waits.g) as g,"
+        f" {', '.join(f'sums.{c}' for c in SUM_COLUMNS)}, waits.o as w_o, waits.e as w_e,"
+        " waits.n as w_n, waits.s as w_s, waits.m as w_m, waits.x as w_x"
+        " from sums full join waits"
+        " on sums.b = waits.b and coalesce(sums.g, '') = coalesce(waits.g, '')"
     )
     conn = await session.connection()
     # Hashing the cells, not sorting them: the planner, told 3 rows for the 7 600
     # cells of a project-month, sorts (measured 4.8 against 3.7 ms a read, the
     # two set_config round trips included). No JIT: the sort that is left (the
     # buckets, a few) is then costed as disabled, over the JIT threshold, and
-    # compiling took 320 ms. Both statements planned for their project ids.
+    # compiling took 320 ms. Planned for its project ids.
     async with planner_settings(
         session, enable_sort="off", jit="off", plan_cache_mode=CUSTOM_PLANS
     ):
-        sums = await conn.execute(text(sums_sql), params)
-        sums_rows = {(r.b, r.g): dict(r._mapping) for r in sums}
-        got = (await conn.execute(text(waits_sql), params)).all()
-    # Without a GROUP BY, no cells still make one row, of NULL arrays.
-    waits: dict[Key, Cells] = {(r[0], r[1]): tuple(r[2:]) for r in got if r[2] is not None}
+        got = (await conn.execute(text(both_sql), params)).all()
+    sums_rows: dict[Key, dict[str, Any]] = {}
+    waits: dict[Key, Cells] = {}
+    for r in got:
+        m = r._mapping
+        key = (r.b, r.g)
+        if m["n_answered"] is not None:
+            sums_rows[key] = {c: m[c] for c in SUM_COLUMNS}
+        if m["w_o"] is not None:
+            waits[key] = (m["w_o"], m["w_e"], m["w_n"], m["w_s"], m["w_m"], m["w_x"])
     await _exact_maxima(
         session,
         tenant_id,
@@ -282,8 +313,9 @@ async def _exact_maxima(
     bounds: tuple[Bucket, Bucket] | None = None,
 ) -> None:
     """Recompute from raw rows the maxima that a correction made inexact (rare)."""
-    bucket = _BUCKET[grain]
-    where_bucket = f"{bucket} >= :lo and {bucket} < :hi" if bounds else f"{bucket} = :b"
+    # Raw contacts carry the local day; a month bucket is its days.
+    day = _SUMS_OF[grain][2]
+    where_bucket = "local_day >= :lo and local_day < :hi" if bounds else f"{day} = :b"
     for (b, g), (codes, edges, _n, _s, maxes, exact) in waits.items():
         for i in _tops(codes):
             if exact[i]:

@@ -1,8 +1,10 @@
 """KPI rollups: maintained set-wise in the ingest transaction, rebuildable from raw.
 
-One grain, the project's local day, as a table of additive sums and a
-table of wait-histogram rows (outcome, grid edge); interval figures come
-from raw rows (see migration 0005 for why). The columns mirror
+Two grains of the project's local calendar: the day, as a table of additive
+sums and a table of wait-histogram rows (outcome, grid edge), and the month,
+as wait-histogram rows only (migration 0011: a month's 31 daily histograms
+are thousands of cells to merge at each read; its 31 rows of sums are not);
+interval figures come from raw rows (see migration 0005 for why). The columns mirror
 `service.kpis.sums.KpiSums` exactly: handling figures count answered
 contacts only; CSAT/NPS responses count for every finished contact; a
 contact still in queue counts only as in queue.
@@ -57,7 +59,13 @@ _SUMS: tuple[tuple[str, str], ...] = (
 SUM_COLUMNS: tuple[str, ...] = tuple(name for name, _ in _SUMS)
 SUM_EXPRESSIONS = _SUMS
 
-_GRAINS = (("daily", "local_day"),)
+# (grain, its bucket column in `stage_delta` and in the tables, the tables kept).
+_GRAINS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("daily", "local_day", ("sums", "waits")),
+    ("monthly", "local_month", ("waits",)),
+)
+# The first day of a local day's month (a date: no time zone comes into it).
+LOCAL_MONTH_SQL = "date_trunc('month', {day}::timestamp)::date"
 
 
 def _sums_statements(grain: str, bucket: str, where: str) -> tuple[str, str]:
@@ -141,8 +149,10 @@ def _wait_statements(grain: str, bucket: str, where: str) -> tuple[str, str]:
 def _apply_statements(where: str = "") -> list[str]:
     subtracts: list[str] = []
     adds: list[str] = []
-    for grain, bucket in _GRAINS:
-        for build in (_sums_statements, _wait_statements):
+    for grain, bucket, kinds in _GRAINS:
+        for kind, build in (("sums", _sums_statements), ("waits", _wait_statements)):
+            if kind not in kinds:
+                continue
             sub, add = build(grain, bucket, where)
             if sub:
                 subtracts.append(sub)
@@ -152,15 +162,16 @@ def _apply_statements(where: str = "") -> list[str]:
 
 APPLY_DELTA = tuple(_apply_statements())
 
-_NEW_VERSIONS = """
+_NEW_VERSIONS = f"""
     select 1 as sign, v.project_id, v.client_id, v.channel, null::timestamptz as bucket_start,
-           v.local_day, v.outcome, v.wait_ms, v.talk_ms, v.hold_ms, v.hold_count, v.acw_ms,
+           v.local_day, {LOCAL_MONTH_SQL.format(day="v.local_day")} as local_month, v.outcome, v.wait_ms, v.talk_ms, v.hold_ms, v.hold_count, v.acw_ms,
            v.transferred, v.resolved_first_contact, v.csat, v.nps
     from stage_verdicts v
     where v.verdict in ('new', 'update')
 """
-_OLD_VERSIONS = """
-    select -1, project_id, client_id, channel, bucket_start, local_day, outcome,
+_OLD_VERSIONS = f"""
+    select -1, project_id, client_id, channel, bucket_start, local_day,
+           {LOCAL_MONTH_SQL.format(day="local_day")}, outcome,
            wait_ms, talk_ms, hold_ms, hold_count, acw_ms, transferred, resolved_first_contact,
            csat, nps
     from stage_old
@@ -192,8 +203,8 @@ async def rebuild_rollups(
     """Recompute the tenant's (or one project's) rollups from raw contacts; returns contacts read."""
     only = "and project_id = :p" if project_id is not None else ""
     params = {"t": tenant_id, "p": project_id}
-    for grain, _ in _GRAINS:
-        for kind in ("sums", "waits"):
+    for grain, _, kinds in _GRAINS:
+        for kind in kinds:
             await session.execute(
                 text(f"delete from kpi_{grain}_{kind} where tenant_id = :t {only}"), params
             )
@@ -202,7 +213,8 @@ async def rebuild_rollups(
         text(
             f"""
             create temp table stage_delta on commit drop as
-            select 1 as sign, project_id, client_id, channel, bucket_start, local_day, outcome,
+            select 1 as sign, project_id, client_id, channel, bucket_start, local_day,
+                   {LOCAL_MONTH_SQL.format(day="local_day")} as local_month, outcome,
                    wait_ms, talk_ms, hold_ms, hold_count, acw_ms, transferred,
                    resolved_first_contact, csat, nps
             from contacts where tenant_id = :t {only}

@@ -97,6 +97,18 @@ def _instant(value: date | datetime, zone: ZoneInfo, name: str) -> datetime:
     return day_start(value, zone)
 
 
+# Buckets made of whole local months.
+_OF_MONTHS = frozenset({Granularity.MONTH, Granularity.QUARTER, Granularity.YEAR})
+
+
+def _whole_months(first: date, end: date) -> tuple[date, date] | None:
+    """The whole months inside the days [first, end): (the first one's 1st day,
+    the 1st day after the last one), or None if there is no whole month."""
+    lo = first if first.day == 1 else (first.replace(day=28) + timedelta(days=4)).replace(day=1)
+    hi = end.replace(day=1)
+    return (lo, hi) if lo < hi else None
+
+
 def _granularity(name: str) -> Granularity:
     return Granularity.MIN15 if name == "interval" else Granularity(name)
 
@@ -248,20 +260,42 @@ async def kpi_report(
         other = [p.id for p in projects if p.id not in set(same_zone)]
         first_day, last_day = start.astimezone(zone).date(), end.astimezone(zone).date()
         whole_days = day_start(first_day, zone) == start and day_start(last_day, zone) == end
-        if same_zone and len(buckets) == 1 and whole_days:
-            rows = await repository.read_sums(
-                session,
-                ctx.tenant_id,
-                same_zone,
-                "daily",
-                first_day,
-                last_day,
-                q.channel,
-                by_channel=q.group_by == "channel",
-                one_bucket=True,
+        if same_zone and whole_days:
+            # Whole local months from the monthly histograms when every bucket is
+            # made of months; the days before the first and after the last from
+            # the daily rows. One bucket (a month, a year): each read adds its
+            # rows up in SQL.
+            months = _whole_months(first_day, last_day) if granularity in _OF_MONTHS else None
+            spans: list[tuple[repository.Grain, date, date]] = (
+                [("daily", first_day, last_day)]
+                if months is None
+                else [
+                    ("daily", first_day, months[0]),
+                    ("monthly", *months),
+                    ("daily", months[1], last_day),
+                ]
             )
-            for (_, channel), sums in rows.items():
-                per_group[channel][buckets[0]].append(sums)
+            for grain, lo, hi in spans:
+                if lo >= hi:
+                    continue
+                rows = await repository.read_sums(
+                    session,
+                    ctx.tenant_id,
+                    same_zone,
+                    grain,
+                    lo,
+                    hi,
+                    q.channel,
+                    by_channel=q.group_by == "channel",
+                    one_bucket=len(buckets) == 1,
+                )
+                for (day, channel), sums in rows.items():
+                    bucket = (
+                        buckets[0]
+                        if len(buckets) == 1
+                        else bucket_of(day_start(day, zone), granularity, zone)
+                    )
+                    per_group[channel][bucket].append(sums)
         elif same_zone:
             rows = await repository.read_sums(
                 session,

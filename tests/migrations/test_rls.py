@@ -65,6 +65,8 @@ ROW_OVERRIDES: dict[str, dict[str, Any]] = {
     # `(role = 'client_viewer') = (client_id is not null)`: generated rows carry a client.
     "users": {"role": "client_viewer"},
     "invitations": {"role": "client_viewer"},
+    # A month is named by its first day.
+    "kpi_monthly_waits": {"local_month": "2030-01-01"},
 }
 
 CLIENT_LABELS = ("c1", "c2")

@@ -57,7 +57,7 @@ ZONES = ("America/New_York", "Asia/Tehran", "Asia/Kathmandu")
 # New York springs forward at 2026-03-08 07:00 UTC and falls back at 2026-11-01 06:00 UTC.
 ANCHORS = (datetime(2026, 3, 8, 7, 0, tzinfo=UTC), datetime(2026, 11, 1, 6, 0, tzinfo=UTC))
 SPAN_MS = 30 * 3_600_000  # contacts within ±30 h of the anchor
-GRAINS: tuple[Grain, ...] = ("interval", "daily")
+GRAINS: tuple[Grain, ...] = ("interval", "daily", "monthly")
 KEYS = 6  # distinct contacts per example (external ids)
 CHANNELS = ("voice", "chat", "email", "social")
 OUTCOMES = (
@@ -421,11 +421,13 @@ def raw_buckets(
     for row in rows:
         if row.project_id not in projects:
             continue
-        bucket: datetime | date = (
-            interval_of(row.queued_at)
-            if grain == "interval"
-            else row.queued_at.astimezone(zones[row.project_id]).date()
-        )
+        bucket: datetime | date
+        if grain == "interval":
+            bucket = interval_of(row.queued_at)
+        else:
+            bucket = row.queued_at.astimezone(zones[row.project_id]).date()
+            if grain == "monthly":
+                bucket = bucket.replace(day=1)
         grouped[bucket].append(row.facts)
     return {b: KpiSums.from_contacts(facts) for b, facts in grouped.items()}
 
@@ -441,8 +443,11 @@ async def rollup_buckets(
     end: datetime | date
     if grain == "interval":
         start, end = anchor - timedelta(days=3), anchor + timedelta(days=3)
-    else:
+    elif grain == "daily":
         start, end = (anchor - timedelta(days=3)).date(), (anchor + timedelta(days=3)).date()
+    else:  # the months around every day the scenarios use
+        start = (anchor - timedelta(days=40)).date().replace(day=1)
+        end = (anchor + timedelta(days=40)).date().replace(day=1)
     rows = await read_sums(session, world.tenant_id, list(projects), grain, start, end)
     assert all(channel is None for _, channel in rows)
     return {b: sums for (b, _), sums in rows.items()}

@@ -1,0 +1,167 @@
+"""Reports made of whole local months read the monthly wait histograms
+(migration 0011) and the days around them from the daily rows: every figure,
+with its numerator and denominator, equals the same range read day by day,
+across month ends that are not UTC's, DST, a correction that moves a contact
+to another month and one that makes a histogram's maximum inexact."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from httpx import AsyncClient
+
+from service.core.config import Settings
+from service.core.db import Database
+from tests.factories import bearer
+from tests.service.ingest.conftest import Site, make_site
+from tests.service.ingest.test_kpi_api import contact, push
+
+# Local midnight of 1 April 2026 in New York is 04:00 UTC (EDT since 8 March).
+NY_APRIL = datetime(2026, 4, 1, 4, 0, tzinfo=UTC)
+VARIANTS: tuple[dict[str, Any], ...] = (
+    {},
+    {"sl": "SL3", "t": 30, "short_abandon_s": 0},
+    {"sl": "SL4", "t": 7},
+    {"sl": "SL1", "t": 4 * 3600},
+)
+
+
+async def report(client: AsyncClient, site: Site, **params: Any) -> dict[str, Any]:
+    response = await client.get(
+        f"/api/v1/projects/{site.project_id}/kpis",
+        params=params,
+        headers=bearer(site.seed.admin_token),
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def figures(kpis: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
+    return {k: (v["value"], v["numerator"], v["denominator"]) for k, v in kpis.items()}
+
+
+async def seed(client: AsyncClient, settings: Settings, db: Database) -> Site:
+    site = await make_site(client, settings, db, time_zone="America/New_York")
+    rows = []
+    # Around the local end of March (UTC has turned April 4 h before), in February
+    # and mid-May; waits from 0 s to 5 h.
+    for i, (offset_h, outcome, wait) in enumerate(
+        [
+            (-3, "answered", 4),
+            (-1, "answered", 19),
+            (-0.5, "abandoned", 3),  # 31 March, 23:30 local: 1 April UTC
+            (0.25, "answered", 21),
+            (2, "abandoned", 45),
+            (3, "answered", 18_000),
+            (-24 * 40, "answered", 12),  # 20 February
+            (-24 * 40 + 1, "timeout", 300),
+            (24 * 45, "answered", 9),  # 15 May
+            (24 * 45 + 2, "abandoned", 61),
+            (24 * 9, "answered", 600.2),  # 10 April: two waits in the 601 s cell
+            (24 * 9 + 1, "answered", 600.9),
+        ]
+    ):
+        rows.append(contact(site, i, outcome, wait, NY_APRIL + timedelta(hours=offset_h)))
+    await push(client, site, rows)
+    return site
+
+
+async def test_month_reads_equal_day_reads_for_every_variant(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    site = await seed(client, settings, db)
+    march = await report(
+        client, site, **{"from": "2026-03-01", "to": "2026-04-01", "granularity": "month"}
+    )
+    assert march["granularity"] == "month"
+    assert march["total"]["offered"]["value"] == 2  # the 3 s abandon is short
+    assert march["total"]["service_level"]["denominator"] == 2
+
+    async def same_as_days(start: str, end: str, granularity: str, **variant: Any) -> None:
+        months = await report(
+            client, site, **{"from": start, "to": end, "granularity": granularity, **variant}
+        )
+        for bucket in months["buckets"]:
+            days = await report(
+                client,
+                site,
+                **{"from": bucket["start"], "to": bucket["end"], "granularity": "day", **variant},
+            )
+            assert figures(bucket["kpis"]) == figures(days["total"]), (bucket["label"], variant)
+        days = await report(
+            client, site, **{"from": start, "to": end, "granularity": "day", **variant}
+        )
+        assert figures(months["total"]) == figures(days["total"]), variant
+
+    for variant in VARIANTS:
+        await same_as_days("2026-03-01", "2026-04-01", "month", **variant)
+        # Days before the first whole month and after the last one, several buckets.
+        await same_as_days("2026-02-15", "2026-05-20", "month", **variant)
+        await same_as_days("2026-01-01", "2027-01-01", "quarter", **variant)
+    year = await report(
+        client, site, **{"from": "2026-01-01", "to": "2027-01-01", "granularity": "year"}
+    )
+    assert year["total"]["offered"]["value"] == 11
+    assert year["total"]["longest_wait"]["value"] == 18_000
+
+
+async def test_corrections_move_the_monthly_histograms(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    site = await seed(client, settings, db)
+    before = await report(
+        client, site, **{"from": "2026-04-01", "to": "2026-05-01", "granularity": "month"}
+    )
+    assert before["total"]["longest_wait"]["value"] == 18_000
+    # The 5-hour wait becomes 30 s, the 600.9 s one 10 s, and the 19 s answer of
+    # 31 March moves to 2 April.
+    corrected = await client.post(
+        "/api/v1/contacts:batch",
+        json={
+            "records": [
+                contact(site, 5, "answered", 30, NY_APRIL + timedelta(hours=3), source_version=2),
+                contact(
+                    site,
+                    11,
+                    "answered",
+                    10,
+                    NY_APRIL + timedelta(hours=24 * 9 + 1),
+                    source_version=2,
+                ),
+                contact(
+                    site, 1, "answered", 19, NY_APRIL + timedelta(days=1, hours=5), source_version=2
+                ),
+            ]
+        },
+        headers=bearer(site.seed.admin_token),
+    )
+    assert corrected.status_code == 200, corrected.text
+    assert corrected.json()["updated"] == 3, corrected.text
+    april = await report(
+        client, site, **{"from": "2026-04-01", "to": "2026-05-01", "granularity": "month"}
+    )
+    march = await report(
+        client, site, **{"from": "2026-03-01", "to": "2026-04-01", "granularity": "month"}
+    )
+    assert april["total"]["offered"]["value"] == before["total"]["offered"]["value"] + 1
+    assert march["total"]["offered"]["value"] == 1
+    # The 601 s cell's maximum left with the 600.9 s wait: read again from raw rows.
+    assert april["total"]["longest_wait"]["value"] == 600.2
+    for variant in VARIANTS:
+        for month, start, end in (
+            (april, "2026-04-01", "2026-05-01"),
+            (march, "2026-03-01", "2026-04-01"),
+        ):
+            days = await report(
+                client, site, **{"from": start, "to": end, "granularity": "day", **variant}
+            )
+            got = (
+                await report(
+                    client, site, **{"from": start, "to": end, "granularity": "month", **variant}
+                )
+                if variant
+                else month
+            )
+            assert figures(got["total"]) == figures(days["total"]), (start, variant)
