@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, select
+from sqlalchemy import Date, DateTime, Row, Select, cast, func, literal, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -119,9 +119,15 @@ class ScopeProject(NamedTuple):
 
 
 async def _scope_projects(
-    session: AsyncSession, ctx: TenantContext, scope: str, scope_id: uuid.UUID
-) -> tuple[list[ScopeProject], str]:
-    """The visible projects of the scope and the zone its buckets are drawn in.
+    session: AsyncSession,
+    ctx: TenantContext,
+    scope: str,
+    scope_id: uuid.UUID,
+    start: date | datetime,
+) -> tuple[list[ScopeProject], str, Row[Any] | None]:
+    """The visible projects of the scope, the zone its buckets are drawn in and,
+    for a project, the contract version in force on the local day `start` is in
+    (None if none), read with the project in one statement.
 
     Columns, not entities, on the session's connection: loading ORM objects cost
     a project-month read more than its rollup query (the walls are the same
@@ -132,12 +138,39 @@ async def _scope_projects(
         return stmt.with_only_columns(col(Project.id), col(Project.time_zone))
 
     if scope == "project":
+        from service.contracts.models import Contract
+
+        on_day = (
+            cast(
+                func.timezone(col(Project.time_zone), literal(start, DateTime(timezone=True))), Date
+            )
+            if isinstance(start, datetime)
+            else literal(start, Date)
+        )
+        contract = (
+            scoped(Contract, ctx)
+            .with_only_columns(
+                col(Contract.effective_to),
+                col(Contract.targets),
+                col(Contract.short_abandon_s),
+                col(Contract.timeouts_count_as_abandons),
+            )
+            .where(col(Contract.project_id) == col(Project.id))
+            .where(col(Contract.effective_from) <= on_day)
+            .order_by(col(Contract.effective_from).desc())
+            .limit(1)
+            .lateral("contract")
+        )
         got = (
-            await conn.execute(projects_of(scoped(Project, ctx).where(col(Project.id) == scope_id)))
+            await conn.execute(
+                projects_of(scoped(Project, ctx).where(col(Project.id) == scope_id))
+                .add_columns(*contract.c)
+                .outerjoin(contract, true())
+            )
         ).one_or_none()
         if got is None:
             raise NotFound("No such project.")
-        return [ScopeProject(got.id, got.time_zone)], got.time_zone
+        return [ScopeProject(got.id, got.time_zone)], got.time_zone, got
     if scope == "client":
         stmt = select(col(Client.time_zone)).where(
             col(Client.tenant_id) == ctx.tenant_id, col(Client.id) == scope_id
@@ -150,34 +183,19 @@ async def _scope_projects(
         rows = await conn.execute(
             projects_of(scoped(Project, ctx).where(col(Project.client_id) == scope_id))
         )
-        return [ScopeProject(r.id, r.time_zone) for r in rows], zone
+        return [ScopeProject(r.id, r.time_zone) for r in rows], zone, None
     zone = (
         await conn.execute(select(col(Tenant.time_zone)).where(col(Tenant.id) == ctx.tenant_id))
     ).scalar_one()
     rows = await conn.execute(projects_of(scoped(Project, ctx)))
-    return [ScopeProject(r.id, r.time_zone) for r in rows], zone
+    return [ScopeProject(r.id, r.time_zone) for r in rows], zone, None
 
 
-async def _contract_terms(
-    session: AsyncSession, ctx: TenantContext, project: ScopeProject, at: date
+def _contract_terms(
+    contract: Row[Any] | None, at: date
 ) -> tuple[dict[str, object] | None, bool | None]:
-    from service.contracts.models import Contract
-
-    conn = await session.connection()
-    contract = (
-        await conn.execute(
-            scoped(Contract, ctx)
-            .with_only_columns(
-                col(Contract.effective_to),
-                col(Contract.targets),
-                col(Contract.short_abandon_s),
-                col(Contract.timeouts_count_as_abandons),
-            )
-            .where(col(Contract.project_id) == project.id, col(Contract.effective_from) <= at)
-            .order_by(col(Contract.effective_from).desc())
-            .limit(1)
-        )
-    ).one_or_none()
+    """The service-level formula and timeout rule of the contract row read with
+    the project (`_scope_projects`), if it is in force on `at`."""
     if contract is None or (contract.effective_to is not None and contract.effective_to < at):
         return None, None
     for target in contract.targets or []:
@@ -212,7 +230,7 @@ async def _contract_terms(
 async def kpi_report(
     session: AsyncSession, ctx: TenantContext, scope: Scope, scope_id: uuid.UUID, q: KpiQuery
 ) -> KpiReport:
-    projects, zone_name = await _scope_projects(session, ctx, scope, scope_id)
+    projects, zone_name, contract = await _scope_projects(session, ctx, scope, scope_id, q.start)
     zone = ZoneInfo(zone_name)
     start, end = _instant(q.start, zone, "from"), _instant(q.end, zone, "to")
     if end <= start:
@@ -226,9 +244,7 @@ async def kpi_report(
         )
     contract_sl, contract_timeouts = (None, None)
     if scope == "project":
-        contract_sl, contract_timeouts = await _contract_terms(
-            session, ctx, projects[0], start.astimezone(zone).date()
-        )
+        contract_sl, contract_timeouts = _contract_terms(contract, start.astimezone(zone).date())
     terms, source = terms_from_query(q, contract_sl, contract_timeouts)
     if q.kpis:
         unknown = sorted(set(q.kpis) - set(QUEUE_KPIS))

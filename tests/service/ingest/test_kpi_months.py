@@ -165,3 +165,32 @@ async def test_corrections_move_the_monthly_histograms(
                 else month
             )
             assert figures(got["total"]) == figures(days["total"]), (start, variant)
+
+
+async def test_the_contract_in_force_on_the_first_local_day_gives_the_formula(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    """Read with the project in one statement: the version in force on the
+    project's local day of `from`, whether `from` is a date or an instant."""
+    site = await seed(client, settings, db)
+    created = await client.post(
+        "/api/v1/contracts",
+        json={
+            "project_id": str(site.project_id),
+            "effective_from": "2026-04-01",
+            "targets": [
+                {"kpi": "service_level", "formula": "SL3", "threshold_s": 30, "target": 0.8}
+            ],
+        },
+        headers=bearer(site.seed.admin_token),
+    )
+    assert created.status_code == 201, created.text
+    for start, source in (
+        ("2026-03-31", "default"),
+        ("2026-04-01", "contract"),
+        ("2026-04-01T03:59:00+00:00", "default"),  # 23:59 on 31 March in New York
+        ("2026-04-01T04:00:00+00:00", "contract"),  # midnight, 1 April
+    ):
+        body = await report(client, site, **{"from": start, "to": "2026-04-03"})
+        assert body["terms"]["source"] == source, start
+        assert (body["terms"]["expression"] == "A_T / A") is (source == "contract"), start
