@@ -94,9 +94,11 @@ def _wait_statements(grain: str, bucket: str, where: str) -> tuple[str, str]:
 
     The six arrays of a row are parallel: element i of each is one (outcome, edge)
     cell. They are aggregated in one node, so they take the rows in one order and
-    stay aligned; that order is not sorted for a new key (readers group by outcome
-    and edge). An ORDER BY in each `array_agg` cost six sorts per key: a third of
-    the statement for a batch of sparse days.
+    stay aligned: the order of the sub-select, sorted once by key, outcome and
+    edge (an ORDER BY in each `array_agg` cost six sorts per key: a third of the
+    statement for a batch of sparse days). A month's row is read as stored when
+    it is alone in its bucket (`repository.read_sums`), so it must be sorted;
+    `KpiSums.from_row` refuses one that is not.
 
     A held key merges by the rule of `kpi_merge_hist` (migration 0005), written out
     here as a sub-select of the conflict's SET: the function, a SQL function that
@@ -118,6 +120,7 @@ def _wait_statements(grain: str, bucket: str, where: str) -> tuple[str, str]:
       from stage_delta
       where outcome <> 'in_queue' and wait_ms is not null {where}
       group by {keys}, 5, 6, sign
+      order by {keys}, 5, 6
     ) d
     group by {keys}
     on conflict (tenant_id, project_id, {bucket}, channel) do update set

@@ -64,6 +64,9 @@ async def seed(client: AsyncClient, settings: Settings, db: Database) -> Site:
         ]
     ):
         rows.append(contact(site, i, outcome, wait, NY_APRIL + timedelta(hours=offset_h)))
+    # A chat contact in March and one in April: those months have two rows.
+    rows.append(contact(site, 50, "answered", 7, NY_APRIL - timedelta(days=3), channel="chat"))
+    rows.append(contact(site, 51, "abandoned", 33, NY_APRIL + timedelta(days=3), channel="chat"))
     await push(client, site, rows)
     return site
 
@@ -76,8 +79,9 @@ async def test_month_reads_equal_day_reads_for_every_variant(
         client, site, **{"from": "2026-03-01", "to": "2026-04-01", "granularity": "month"}
     )
     assert march["granularity"] == "month"
-    assert march["total"]["offered"]["value"] == 2  # the 3 s abandon is short
-    assert march["total"]["service_level"]["denominator"] == 2
+    # Two voice calls (the 3 s abandon is short) and a chat.
+    assert march["total"]["offered"]["value"] == 3
+    assert march["total"]["service_level"]["denominator"] == 3
 
     async def same_as_days(start: str, end: str, granularity: str, **variant: Any) -> None:
         months = await report(
@@ -100,10 +104,24 @@ async def test_month_reads_equal_day_reads_for_every_variant(
         # Days before the first whole month and after the last one, several buckets.
         await same_as_days("2026-02-15", "2026-05-20", "month", **variant)
         await same_as_days("2026-01-01", "2027-01-01", "quarter", **variant)
+    split = await report(
+        client,
+        site,
+        **{"from": "2026-02-01", "to": "2026-06-01", "granularity": "month", "group_by": "channel"},
+    )
+    assert {b["group"] for b in split["buckets"]} == {"chat", "voice"}
+    for bucket in split["buckets"]:
+        days = await report(
+            client,
+            site,
+            **{"from": bucket["start"], "to": bucket["end"], "granularity": "day"},
+            channel=bucket["group"],
+        )
+        assert figures(bucket["kpis"]) == figures(days["total"]), (bucket["label"], bucket["group"])
     year = await report(
         client, site, **{"from": "2026-01-01", "to": "2027-01-01", "granularity": "year"}
     )
-    assert year["total"]["offered"]["value"] == 11
+    assert year["total"]["offered"]["value"] == 13
     assert year["total"]["longest_wait"]["value"] == 18_000
 
 
@@ -146,7 +164,7 @@ async def test_corrections_move_the_monthly_histograms(
         client, site, **{"from": "2026-03-01", "to": "2026-04-01", "granularity": "month"}
     )
     assert april["total"]["offered"]["value"] == before["total"]["offered"]["value"] + 1
-    assert march["total"]["offered"]["value"] == 1
+    assert march["total"]["offered"]["value"] == 2
     # The 601 s cell's maximum left with the 600.9 s wait: read again from raw rows.
     assert april["total"]["longest_wait"]["value"] == 600.2
     for variant in VARIANTS:
