@@ -81,8 +81,18 @@ async def rolled_up(db: Database, site: Site) -> KpiSums:
             (T0 - timedelta(days=1)).date(),
             (T0 + timedelta(days=2)).date(),
         )
+        monthly = await read_sums(
+            session,
+            site.seed.id,
+            [site.project_id],
+            "monthly",
+            (T0 - timedelta(days=40)).date().replace(day=1),
+            (T0 + timedelta(days=40)).date().replace(day=1),
+        )
     total = KpiSums.merge(buckets.values())
-    assert KpiSums.merge(daily.values()) == total  # both grains agree
+    # Every grain agrees (raw intervals, days, months).
+    assert KpiSums.merge(daily.values()) == total
+    assert KpiSums.merge(monthly.values()) == total
     return total
 
 
