@@ -316,19 +316,42 @@ async def kpi_report(
                     )
                     per_group[channel][bucket].append(sums)
         elif same_zone:
-            rows = await repository.read_sums(
-                session,
-                ctx.tenant_id,
-                same_zone,
-                "daily",
-                start.astimezone(zone).date(),
-                end.astimezone(zone).date() + timedelta(days=1),
-                q.channel,
-                by_channel=q.group_by == "channel",
-            )
-            for (day, channel), sums in rows.items():
-                instant = day_start(day, zone)
-                if start <= instant < end:
+            # A bound inside a local day: the whole days between the bounds from
+            # the daily rows, the parts of days at either end from raw rows (a
+            # daily row is a whole day: neither dropped nor counted whole).
+            lo_day = first_day if day_start(first_day, zone) == start else first_day + timedelta(1)
+            hi_day = max(last_day, lo_day)
+            if lo_day < hi_day:
+                rows = await repository.read_sums(
+                    session,
+                    ctx.tenant_id,
+                    same_zone,
+                    "daily",
+                    lo_day,
+                    hi_day,
+                    q.channel,
+                    by_channel=q.group_by == "channel",
+                )
+                for (day, channel), sums in rows.items():
+                    per_group[channel][bucket_of(day_start(day, zone), granularity, zone)].append(
+                        sums
+                    )
+            for lo, hi in (
+                (start, min(day_start(lo_day, zone), end)),
+                (max(day_start(hi_day, zone), start), end),
+            ):
+                if lo >= hi:
+                    continue
+                rows = await repository.raw_sums(
+                    session,
+                    ctx.tenant_id,
+                    same_zone,
+                    lo,
+                    hi,
+                    q.channel,
+                    group="channel" if q.group_by == "channel" else "none",
+                )
+                for (instant, channel), sums in rows.items():
                     per_group[channel][bucket_of(instant, granularity, zone)].append(sums)
         if other and len(buckets) == 1 and daily_ok:
             # One bucket (a month, a year): no need to place each interval.
