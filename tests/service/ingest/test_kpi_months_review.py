@@ -444,3 +444,55 @@ async def test_bounds_inside_a_local_day_count_that_part_of_the_day_only(
             assert body["total"]["offered"]["value"] == len(expected), (start, end, granularity)
             assert body["total"]["longest_wait"]["value"] == max(expected), (start, granularity)
             assert sum(b["kpis"]["offered"]["value"] for b in body["buckets"]) == len(expected)
+
+
+async def test_a_correction_across_new_yorks_october_end_that_changes_channel(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    """23:59 EDT on 31 October (03:59 UTC) becomes 00:01 on 1 November, the day
+    DST ends, and voice becomes chat: October's voice row and November's chat row
+    move, each read as the only row of its bucket or merged with others."""
+    site = await make_site(client, settings, db, time_zone="America/New_York")
+    token = site.seed.admin_token
+    url = project_url(site.project_id)
+    october_end = datetime(2026, 11, 1, 3, 59, tzinfo=UTC)
+    await push(
+        client,
+        site,
+        [
+            contact(site, 1, "answered", 77, october_end),
+            contact(site, 2, "abandoned", 12, october_end - timedelta(days=3)),
+            contact(site, 3, "answered", 6, october_end + timedelta(days=5), channel="chat"),
+        ],
+    )
+    await correct(
+        client,
+        site,
+        [
+            contact(
+                site,
+                1,
+                "answered",
+                77,
+                october_end + timedelta(minutes=2),
+                channel="chat",
+                source_version=2,
+            )
+        ],
+    )
+    for variant in VARIANTS:
+        for kw in ({}, {"group_by": "channel"}, {"channel": "chat"}, {"channel": "voice"}):
+            await months_equal_days(
+                client, url, token, "2026-10-01", "2026-12-01", "month", **kw, **variant
+            )
+            await months_equal_days(
+                client, url, token, "2026-10-15", "2027-01-01", "quarter", **kw, **variant
+            )
+    by_month = await get(
+        client, url, token, **{"from": "2026-10-01", "to": "2026-12-01"}, granularity="month"
+    )
+    assert [b["kpis"]["longest_wait"]["value"] for b in by_month["buckets"]] == [12, 77]
+    assert [b["label"] for b in by_month["buckets"]] == [
+        "2026-10-01T00:00:00-04:00",
+        "2026-11-01T00:00:00-04:00",
+    ]
