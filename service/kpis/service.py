@@ -367,6 +367,26 @@ async def kpi_report(
             )
             for (_, channel), sums in rows.items():
                 per_group[channel][buckets[0]].append(sums)
+        elif other and daily_ok:
+            # The report's buckets are not these projects' days: each bucket from
+            # raw rows by itself, as one bucket above. Grouping a year's rows by
+            # bucket in one statement sorted them on disk (PostgreSQL cannot
+            # estimate the groups of a computed key and will not hash what it
+            # thinks is 12 M groups: 24 s for a tenant's year by month at 10 M
+            # contacts); placing each quarter hour in Python took 80 s.
+            for bucket in buckets:
+                rows = await repository.raw_sums(
+                    session,
+                    ctx.tenant_id,
+                    other,
+                    max(bucket.start, start),
+                    min(bucket.end, end),
+                    q.channel,
+                    group="channel" if q.group_by == "channel" else "none",
+                    per_interval=False,
+                )
+                for (_, channel), sums in rows.items():
+                    per_group[channel][bucket].append(sums)
         elif other:
             rows = await repository.read_sums(
                 session,

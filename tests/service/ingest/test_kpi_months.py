@@ -212,3 +212,34 @@ async def test_the_contract_in_force_on_the_first_local_day_gives_the_formula(
         body = await report(client, site, **{"from": start, "to": "2026-04-03"})
         assert body["terms"]["source"] == source, start
         assert (body["terms"]["expression"] == "A_T / A") is (source == "contract"), start
+
+
+async def test_a_tenant_report_by_month_buckets_other_zones_by_its_own_months(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    """The tenant reports in UTC; its New York project's months are not UTC's,
+    so its contacts are grouped by the tenant's months from raw rows: every
+    bucket of a report by month equals that month read as a single bucket."""
+    site = await seed(client, settings, db)
+    headers = bearer(site.seed.admin_token)
+
+    async def tenant(**params: Any) -> dict[str, Any]:
+        response = await client.get("/api/v1/tenant/kpis", params=params, headers=headers)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    by_month = await tenant(**{"from": "2026-02-01", "to": "2026-06-01", "granularity": "month"})
+    assert by_month["time_zone"] == "UTC"
+    labels = [b["label"] for b in by_month["buckets"]]
+    assert len(labels) == 4, labels
+    # 31 March after 20:00 in New York is April in UTC: only the chat of 29 March
+    # is March's (the project's own March holds three calls).
+    assert [b["kpis"]["offered"]["value"] for b in by_month["buckets"]] == [2, 1, 8, 2]
+    for bucket in by_month["buckets"]:
+        alone = await tenant(
+            **{"from": bucket["start"], "to": bucket["end"], "granularity": "month"}
+        )
+        assert figures(bucket["kpis"]) == figures(alone["total"]), bucket["label"]
+    days = await tenant(**{"from": "2026-02-01", "to": "2026-06-01", "granularity": "day"})
+    assert figures(days["total"]) == figures(by_month["total"])
