@@ -12,9 +12,11 @@ from urllib.parse import urlsplit
 
 import asyncpg
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.core.config import DatabaseSettings, Environment, Settings, redact
 from service.core.db import asyncpg_url, create_engine
+from service.core.mail import MAX_ATTEMPTS
 from service.core.migrate import head_revision
 
 TIMEOUT_S = 5.0
@@ -134,6 +136,8 @@ async def check_database(settings: Settings) -> list[Finding]:
                     f"schema at {current or 'nothing'}, code expects {head}: run `callpact migrate upgrade`",
                 )
             )
+            if current == head:
+                out.append(await _check_mail_outbox(conn))
     except Exception as exc:
         out.append(
             Finding(False, "database", f"cannot connect to {redact(db.url)}: {_pg_message(exc)}")
@@ -142,6 +146,38 @@ async def check_database(settings: Settings) -> list[Finding]:
     finally:
         await engine.dispose()
     return out + await _check_app_role(db)
+
+
+# Mail still being tried this long after it was queued means delivery is broken
+# (the worker is down, or SMTP refuses it): the first retries come within minutes.
+LATE_MAIL = "1 hour"
+
+
+async def _check_mail_outbox(conn: AsyncConnection) -> Finding:
+    """Invitations and password resets the worker has not delivered (`mail_outbox`)."""
+    got = (
+        await conn.execute(
+            text(
+                "select count(*) filter (where attempts < :max) as waiting,"
+                f" count(*) filter (where attempts < :max and created_at < now() - interval '{LATE_MAIL}') as late,"
+                " count(*) filter (where attempts >= :max) as abandoned,"
+                " (array_agg(last_error order by created_at) filter (where attempts < :max"
+                "   and last_error is not null))[1] as error"
+                " from mail_outbox where sent_at is null"
+            ),
+            {"max": MAX_ATTEMPTS},
+        )
+    ).one()
+    given_up = f"; {got.abandoned} given up after {MAX_ATTEMPTS} attempts" if got.abandoned else ""
+    if got.late:
+        why = f" (last error: {got.error})" if got.error else ""
+        return Finding(
+            False,
+            "outbox",
+            f"{got.late} mail(s) undelivered for over {LATE_MAIL}{why}: is `callpact worker`"
+            f" running, and is SMTP reachable from it?{given_up}",
+        )
+    return Finding(True, "outbox", f"{got.waiting} mail(s) waiting{given_up}")
 
 
 async def _check_app_role(db: DatabaseSettings) -> list[Finding]:
