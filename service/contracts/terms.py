@@ -223,7 +223,11 @@ class Target(_Strict):
         description="Default: the KPI's direction ('>=' for rates met, '<=' for abandonment, "
         "ASA, AHT …).",
     )
-    target: float = Field(description="A ratio 0-1 for rates, seconds for times.")
+    target: float = Field(
+        # NaN compares false with both bounds of `_target`'s range check.
+        allow_inf_nan=False,
+        description="A ratio 0-1 for rates, seconds for times.",
+    )
     granularity: Granularity = "month"
     channel: Channel | None = Field(default=None, description="Empty: every channel.")
     business_hours_only: bool = False

@@ -221,6 +221,13 @@ async def test_validation_names_the_field(client: AsyncClient, settings: Setting
         ),
         ({"targets": [{**SL, "target": 80}]}, "validation_failed", "targets.0.target"),
         ({"targets": [{**SL, "target": 1.01}]}, "validation_failed", "targets.0.target"),
+        # NaN compares false with both bounds: it must not slip past the range check.
+        ({"targets": [{**SL, "target": "NaN"}]}, "validation_failed", "targets.0.target"),
+        (
+            {"targets": [{"kpi": "asa", "target": "nan"}]},
+            "validation_failed",
+            "targets.0.target",
+        ),
         ({"targets": [{**SL, "threshold_s": 0}]}, "validation_failed", "targets.0.threshold_s"),
         ({"targets": [{**SL, "formula": "SL7"}]}, "validation_failed", "targets.0.formula"),
         ({"targets": [{"kpi": "speed", "target": 1}]}, "validation_failed", "targets.0.kpi"),
