@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
@@ -24,6 +24,13 @@ WeeklyHours = Annotated[Decimal, Field(ge=0, le=168, max_digits=5, decimal_place
 
 def _dedupe(values: list[str]) -> list[str]:
     return list(dict.fromkeys(values))
+
+
+def _not_null(value: Any) -> Any:
+    # Left out means "unchanged"; null for a field that cannot be empty is a mistake, not a no-op.
+    if value is None:
+        raise ValueError("may not be null")
+    return value
 
 
 class AgentCreate(WriteModel):
@@ -54,6 +61,10 @@ class AgentUpdate(WriteModel):
     external_ids: dict[SystemKey, ExternalId] | None = Field(
         default=None, max_length=20, description="Replaces the whole map when given."
     )
+
+    _present = field_validator(
+        "name", "status", "skills", "languages", "external_ids", mode="before"
+    )(_not_null)
 
     @field_validator("skills", "languages")
     @classmethod
@@ -86,9 +97,13 @@ class CertificationCreate(WriteModel):
 
 
 class CertificationUpdate(WriteModel):
+    """`certified_until: null` makes it open-ended, `note: null` clears the note."""
+
     certified_from: date | None = None
     certified_until: date | None = None
     note: Note | None = None
+
+    _present = field_validator("certified_from", mode="before")(_not_null)
 
 
 class CertificationRead(BaseModel):

@@ -276,6 +276,34 @@ async def test_a_client_viewer_sees_only_agents_certified_for_its_projects(
     assert [c["project_id"] for c in certs.json()["items"]] == [str(floor.project_a.id)]
 
 
+async def test_null_for_a_field_that_cannot_be_empty_is_422_not_ignored(
+    client: AsyncClient, floor: Floor
+) -> None:
+    agent = await make_agent(client, floor.token, external_ids={"asterisk": "Agent/3101"})
+    url = f"/api/v1/agents/{agent['id']}"
+    for field in ("name", "status", "skills", "languages", "external_ids"):
+        response = await client.patch(
+            url, json={field: None}, headers={**floor.headers, "If-Match": 'W/"1"'}
+        )
+        assert response.status_code == 422, (field, response.text)
+        assert (response.json()["code"], response.json()["field"]) == ("validation_failed", field)
+    unchanged = await client.get(url, headers=floor.headers)
+    assert unchanged.headers["etag"] == 'W/"1"'  # nothing was written
+    assert unchanged.json()["external_ids"] == {"asterisk": "Agent/3101"}
+
+    await certify(client, floor.token, agent["id"], floor.project_a.id, "2026-02-01")
+    cert_url = f"{url}/certifications/{floor.project_a.id}"
+    response = await client.patch(cert_url, json={"certified_from": None}, headers=floor.headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "certified_from"
+    # certified_until and note may be cleared.
+    cleared = await client.patch(
+        cert_url, json={"certified_until": None, "note": None}, headers=floor.headers
+    )
+    assert cleared.status_code == 200, cleared.text
+    assert cleared.json()["certified_from"] == "2026-02-01"
+
+
 async def test_certifications(client: AsyncClient, floor: Floor) -> None:
     agent = await make_agent(client, floor.token)
     url = f"/api/v1/agents/{agent['id']}/certifications"
