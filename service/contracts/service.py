@@ -45,6 +45,7 @@ from tenants.context import TenantContext, ensure_visible
 
 NO_OVERLAP = ("contracts_no_overlap",)
 IN_FORCE_EDITABLE = frozenset({"effective_to", "reference"})
+CHECKED_TERMS = frozenset(TERM_FIELDS) - {"reference"}
 
 
 def project_today(project: Project) -> date:
@@ -248,7 +249,6 @@ async def update_contract(
     if not data.model_fields_set:
         return contract
     terms = _merge(contract, data)
-    _check(terms, project)
     values = _stored(terms)
     values["effective_from"] = (
         data.effective_from if data.effective_from is not None else contract.effective_from
@@ -259,6 +259,11 @@ async def update_contract(
     changed = {k: v for k, v in values.items() if getattr(contract, k) != v}
     if not changed:
         return contract
+    if set(changed) & CHECKED_TERMS:
+        # Only changed terms are checked against the project as it is now: the
+        # project may have dropped business hours or a channel since, and the
+        # version's end date must stay editable.
+        _check(terms, project)
     if contract.effective_from <= project_today(project):
         frozen = sorted(set(changed) - IN_FORCE_EDITABLE)
         if frozen:

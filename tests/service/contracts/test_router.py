@@ -628,6 +628,68 @@ async def test_patch_rules_for_future_and_in_force_versions(
     assert null.json()["errors"][0]["field"] == "targets"
 
 
+async def test_a_version_whose_project_changed_since_can_still_be_ended(
+    client: AsyncClient, settings: Settings
+) -> None:
+    """A project may drop its business hours or a channel after a version's
+    targets named them: that version's end date and reference stay editable
+    (its terms are history, not re-checked); a new version must fit the project."""
+    world = await make_world(client, settings)
+    headers = bearer(world.token)
+    project = await create_project(
+        client,
+        world.token,
+        world.client_a["id"],
+        channels=["voice", "email"],
+        business_hours={"mon": [{"start": "09:00", "end": "17:00"}]},
+    )
+    contract = await create_contract(
+        client,
+        world.token,
+        project["id"],
+        targets=[{**SL, "business_hours_only": True}, {**SL, "channel": "email"}],
+    )
+    changed = await client.patch(
+        f"{API}/projects/{project['id']}",
+        json={"business_hours": None, "channels": ["voice"]},
+        headers={**headers, "If-Match": 'W/"1"'},
+    )
+    assert changed.status_code == 200, changed.text
+
+    ended = await client.patch(
+        f"{API}/contracts/{contract['id']}",
+        json={"effective_to": "2025-12-31", "reference": "MSA-closed"},
+        headers={**headers, "If-Match": base_etag(contract)},
+    )
+    assert ended.status_code == 200, ended.text
+    assert (ended.json()["effective_to"], ended.json()["reference"]) == (
+        "2025-12-31",
+        "MSA-closed",
+    )
+    assert ended.json()["targets"] == contract["targets"]  # history unchanged
+
+    # Resending the stored terms is still no change.
+    resent = await client.patch(
+        f"{API}/contracts/{contract['id']}",
+        json={"targets": [{**SL, "business_hours_only": True}, {**SL, "channel": "email"}]},
+        headers={**headers, "If-Match": ended.headers["etag"]},
+    )
+    assert resent.status_code == 200, resent.text
+
+    carried = await client.post(
+        f"{API}/contracts/{contract['id']}/versions",
+        json={"effective_from": "2025-07-01"},
+        headers={**headers, "If-Match": resent.headers["etag"]},
+    )
+    assert await _problem(carried) == ("invalid_terms", "targets.0.business_hours_only")
+    replaced = await client.post(
+        f"{API}/contracts/{contract['id']}/versions",
+        json={"effective_from": "2025-07-01", "targets": [SL]},
+        headers={**headers, "If-Match": resent.headers["etag"]},
+    )
+    assert replaced.status_code == 201, replaced.text
+
+
 async def test_lists_filter_by_project_client_and_day(
     client: AsyncClient, settings: Settings
 ) -> None:
