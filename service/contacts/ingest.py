@@ -29,7 +29,11 @@ set-wise, in the caller's transaction and under its tenant scope:
 
 Decision rule for "newer": both versions carry a `source_version` → the
 higher wins (equal and different content: the later arrival wins);
-otherwise a different content is a correction.
+otherwise a different content is a correction. A duplicate (same content)
+with a higher version than the key's moves the key's version on: a version
+older than the newest one seen is stale even when the newest only repeated
+the facts. Inside a batch, rows that lose to another row of the same contact
+count as duplicates when they repeat its facts, as stale otherwise.
 """
 
 from __future__ import annotations
@@ -348,7 +352,13 @@ async def _write(session: AsyncSession, classify: str, params: dict[str, Any]) -
     # separate count was another scan of the batch).
     verdicts = list(await session.execute(text(RECEIPT)))
     updates = sum(n for kind, verdict, *_, n in verdicts if kind == "count" and verdict == "update")
+    ahead = sum(n for kind, *_, n in verdicts if kind == "ahead")
     await session.execute(text(INSERT_KEYS), params)
+    if ahead:
+        bumped = await session.execute(text(BUMP_KEYS), params)
+        if bumped.rowcount != ahead:  # type: ignore[attr-defined]
+            raise _Raced()
+        await session.execute(text(BUMP_CONTACTS), params)
     if updates:
         changed = await session.execute(text(UPDATE_KEYS), params)
         if changed.rowcount != updates:  # type: ignore[attr-defined]
@@ -372,12 +382,15 @@ async def _fill_receipt(
             if verdict == "new":
                 receipt.accepted += n
             elif verdict in ("duplicate", "superseded"):
-                # superseded: an older copy inside the same batch
+                # superseded: a copy of the row that wins inside the same batch
                 receipt.duplicates += n
-            elif verdict == "stale":
+            elif verdict in ("stale", "outdated"):
+                # outdated: another version of a contact whose newer row is in the batch
                 receipt.stale += n
             elif verdict == "update":
                 receipt.updated += n
+        elif kind == "ahead":
+            continue
         elif kind == "agent":
             receipt.unmapped_agents[key] += n
             issues[(source, "unmapped_agent", key)] += n
@@ -453,7 +466,7 @@ with mapped as (
   ) ax on ax.external_id = s.agent_key
 ),
 ranked as (
-  select m.*, {rank} as rank_in_batch from mapped m
+  select m.*, {rank} as rank_in_batch, {winner} as winner_hash from mapped m {window}
 )
 select r.*,
        cast(cast(:ids as text) || lpad(to_hex(r.seq), 6, '0') as uuid) as new_id,
@@ -462,13 +475,21 @@ select r.*,
        k.source_version as old_version,
        case
          when r.problem is not null then r.problem
-         when r.rank_in_batch > 1 then 'superseded'
+         -- Another row of the batch wins: an identical copy of it is a duplicate, another
+         -- version (older, or equal and earlier in the batch) changes nothing, like a stale one.
+         when r.rank_in_batch > 1 then
+           case when r.content_hash = r.winner_hash then 'superseded' else 'outdated' end
          when k.contact_id is null then 'new'
          when k.content_hash = r.content_hash then 'duplicate'
          when k.source_version is not null and r.source_version is not null
               and r.source_version < k.source_version then 'stale'
          else 'update'
-       end as verdict
+       end as verdict,
+       -- A duplicate that carries a newer version than the key's: the facts stay, the
+       -- version moves on, so that an older version arriving later is stale (`BUMP_*`).
+       (r.problem is null and r.rank_in_batch = 1 and k.content_hash = r.content_hash
+        and r.source_version is not null
+        and (k.source_version is null or r.source_version > k.source_version)) as version_ahead
 from ranked r
 -- A probe of the key per row (LIMIT 1: the key is unique; it keeps the probe a
 -- nested loop): a hash join read every key of the tenant, a cost that grew with
@@ -481,10 +502,12 @@ left join lateral (
   limit 1
 ) k on true
 """
-CLASSIFY = _CLASSIFY.format(rank="1")
+CLASSIFY = _CLASSIFY.format(rank="1", winner="m.content_hash", window="")
 CLASSIFY_RANKED = _CLASSIFY.format(
-    rank="row_number() over (partition by m.problem is null, m.project_id, m.external_id"
-    " order by m.source_version desc nulls last, m.row_no desc, m.seq desc)"
+    rank="row_number() over w",
+    winner="first_value(m.content_hash) over w",
+    window="window w as (partition by m.problem is null, m.project_id, m.external_id"
+    " order by m.source_version desc nulls last, m.row_no desc, m.seq desc)",
 )
 
 INSERT_KEYS = """
@@ -505,6 +528,26 @@ from stage_verdicts v
 where v.verdict = 'update' and k.tenant_id = :t and k.project_id = v.project_id
   and k.external_id = v.external_id and k.contact_id = v.old_id
   and k.content_hash = v.old_hash and k.source_version is not distinct from v.old_version
+"""
+
+# Duplicates with a newer version: the key and the stored row take the version (nothing
+# else changes, the rollups neither). Guarded like UPDATE_KEYS: a key changed since the
+# classification leaves the count short and the batch is classified again.
+BUMP_KEYS = """
+update contact_keys k
+set source_version = v.source_version
+from stage_verdicts v
+where v.version_ahead and k.tenant_id = :t and k.project_id = v.project_id
+  and k.external_id = v.external_id and k.contact_id = v.old_id
+  and k.content_hash = v.old_hash and k.source_version is not distinct from v.old_version
+"""
+
+BUMP_CONTACTS = """
+update contacts c
+set source_version = v.source_version
+from stage_verdicts v
+where v.version_ahead and c.tenant_id = :t and c.project_id = v.project_id
+  and c.queued_at = v.old_queued_at and c.id = v.old_id
 """
 
 # The old versions of corrected contacts leave the table; kept for the rollups and
@@ -559,8 +602,13 @@ RECEIPT = """
 select 'count' as kind, verdict, null::int as row_no, null::text as source, null::text as key,
        count(*)::int as n
 from stage_verdicts
-where verdict in ('new', 'duplicate', 'superseded', 'stale', 'update')
+where verdict in ('new', 'duplicate', 'superseded', 'outdated', 'stale', 'update')
 group by verdict
+union all
+select 'ahead', null, null, null, null, count(*)::int
+from stage_verdicts
+where version_ahead
+having count(*) > 0
 union all
 select 'agent', null, null, source, agent_key, count(*)::int
 from stage_verdicts

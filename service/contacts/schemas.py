@@ -185,11 +185,16 @@ def fast_to_record(row: FastContactIn) -> tuple[ContactRecord, uuid.UUID | None]
 
 def _in_order(record: ContactRecord) -> None:
     """A contact enters the queue in the supported years (service/core/time.py; a KPI
-    query could never reach it otherwise) and leaves it after it entered. Checked for
+    query could never reach it otherwise), is answered with a time if answered, and
+    leaves the queue after it entered. Checked for
     every row, not only where ingestion derives the wait from the times: a row that gives
     `wait_s` and an `answered_at` before `queued_at` would land answered before it called."""
     queued = record.queued_at
     supported_year(queued, "queued_at")
+    if record.outcome == "answered" and record.answered_at is None:
+        # KPIS.md: answered is `answered_at` set; without it the contact would count as
+        # answered in the queue KPIs and be missing from the agent KPIs (CSV refuses it too).
+        raise ValueError("answered_at: an answered contact needs answered_at")
     for name in ("answered_at", "abandoned_at", "ended_at"):
         moment = getattr(record, name)
         if moment is not None and moment < queued:

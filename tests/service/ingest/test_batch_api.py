@@ -210,3 +210,101 @@ async def test_a_body_declared_as_anything_but_json_is_415(
         )
         assert ok.status_code == 200, (media, ok.text)
     assert await contacts_of(db, site) == 1
+
+
+async def stored(db: Database, site: Site) -> list[tuple[str, int, int | None]]:
+    async with db.admin_transaction() as admin:
+        rows = await admin.execute(
+            text(
+                "select external_id, talk_ms, source_version from contacts where tenant_id = :t"
+                " order by external_id"
+            ),
+            {"t": site.seed.id},
+        )
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+async def test_an_older_version_after_an_identical_newer_copy_changes_nothing(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    """v1 lands; v3 repeats its facts (a duplicate) yet is the newest version seen; v2,
+    with other facts, arrives late: it is older than v3 and must change nothing."""
+    site = await make_site(client, settings, db)
+    auth = bearer(site.seed.admin_token)
+
+    async def send(record: dict[str, Any]) -> dict[str, Any]:
+        response = await client.post(
+            "/api/v1/contacts:batch", json={"records": [record]}, headers=auth
+        )
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    assert (await send(row(site, 1, source_version=1)))["accepted"] == 1
+    assert (await send(row(site, 1, source_version=3)))["duplicates"] == 1
+    late = await send(row(site, 1, source_version=2, talk_s=999))
+    assert (late["stale"], late["updated"]) == (1, 0)
+    assert await stored(db, site) == [("c-1", 120_000, 3)]
+    # The newest version seen is the bar from now on, for newer copies too.
+    newer = await send(row(site, 1, source_version=4, talk_s=130))
+    assert newer["updated"] == 1
+    async with db.admin_transaction() as admin:
+        versions = (
+            await admin.execute(
+                text(
+                    "select old_version, new_version from contact_corrections where tenant_id = :t"
+                ),
+                {"t": site.seed.id},
+            )
+        ).all()
+    assert [tuple(v) for v in versions] == [(3, 4)]
+
+
+async def test_two_versions_of_one_contact_in_one_batch_receipt(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    """The newest version inside a batch wins; an older one with other facts is counted as
+    stale (it changes nothing), never as a duplicate (a re-sent identical record)."""
+    site = await make_site(client, settings, db)
+    auth = bearer(site.seed.admin_token)
+    newer, older = row(site, 1, source_version=2, talk_s=200), row(site, 1, source_version=1)
+    first = (
+        await client.post("/api/v1/contacts:batch", json={"records": [newer, older]}, headers=auth)
+    ).json()
+    assert (first["accepted"], first["duplicates"], first["stale"], first["updated"]) == (
+        1,
+        0,
+        1,
+        0,
+    )
+    assert await stored(db, site) == [("c-1", 200_000, 2)]
+    # The same record twice in one batch is one contact and one duplicate.
+    twice = (
+        await client.post(
+            "/api/v1/contacts:batch", json={"records": [row(site, 2), row(site, 2)]}, headers=auth
+        )
+    ).json()
+    assert (twice["accepted"], twice["duplicates"], twice["stale"]) == (1, 1, 0)
+
+
+async def test_an_answered_contact_without_answered_at_is_refused(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    """KPIS.md: answered means `answered_at` set (the CSV import refuses such a row too);
+    otherwise it would count as answered in queue KPIs and be missing from agent KPIs."""
+    site = await make_site(client, settings, db)
+    queued = T0 + timedelta(minutes=1)
+    bad = row(site, 1, answered_at=None, ended_at=(queued + timedelta(minutes=3)).isoformat())
+    missing = row(site, 2, wait_s=10)
+    missing.pop("answered_at")
+    response = await client.post(
+        "/api/v1/contacts:batch",
+        json={"records": [bad, missing, row(site, 3)]},
+        headers=bearer(site.seed.admin_token),
+    )
+    assert response.status_code == 200
+    receipt = response.json()
+    assert receipt["accepted"] == 1
+    assert [(p["row"], p["field"]) for p in receipt["rejected"]] == [
+        (1, "answered_at"),
+        (2, "answered_at"),
+    ]

@@ -131,3 +131,33 @@ async def test_different_contacts_of_one_day_from_two_imports_both_count(
     assert await rolled_up(db, site) == KpiSums.from_contacts(
         facts(r) for r in [*first, *second, *held, *more]
     )
+
+
+async def test_a_newer_identical_copy_racing_an_older_correction_keeps_the_newest(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    """v3 repeats v1's facts (a duplicate that only moves the version on); v2 corrects v1
+    with other facts. Whichever commits first, the older v2 ends stale or overwritten by v3."""
+    site = await make_site(client, settings, db)
+    v1 = record(site, 1, "abandoned", 30.0, source_version=1)
+    await ingest(db, site, [v1])
+    v3 = dataclasses.replace(v1, source_version=3)
+    v2 = dataclasses.replace(record(site, 1, "answered", 12.0), source_version=2)
+    a, b = await _concurrently(db, site, [v3], [v2])
+    assert (a.duplicates, b.stale, b.updated) == (1, 1, 0)
+
+    w1 = record(site, 2, "abandoned", 30.0, source_version=1)
+    await ingest(db, site, [w1])
+    w2 = dataclasses.replace(record(site, 2, "answered", 12.0), source_version=2)
+    w3 = dataclasses.replace(w1, source_version=3)
+    # w3 is classified as a duplicate of w1, then finds w2 committed: it corrects w2 back.
+    a, b = await _concurrently(db, site, [w2], [w3])
+    assert (a.updated, b.updated) == (1, 1)
+    rows = await _rows(
+        db,
+        site,
+        "select external_id, outcome, source_version from contacts where tenant_id = :t"
+        " order by external_id",
+    )
+    assert [tuple(r) for r in rows] == [("call-1", "abandoned", 3), ("call-2", "abandoned", 3)]
+    assert await rolled_up(db, site) == KpiSums.from_contacts([facts(v3), facts(w3)])

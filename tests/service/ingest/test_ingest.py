@@ -164,7 +164,10 @@ async def test_newest_copy_inside_one_batch_wins(
     v3 = record(site, 1, "answered", 31.0, source_version=3)
     v2 = record(site, 1, "answered", 29.0, source_version=2)
     receipt = await ingest(db, site, [v1, v3, v2])
-    assert (receipt.accepted, receipt.duplicates) == (1, 2)
+    # v1 and v2 are other versions, not copies of v3: stale, not duplicates.
+    assert (receipt.accepted, receipt.duplicates, receipt.stale) == (1, 0, 2)
+    again = await ingest(db, site, [v3, v3])
+    assert (again.accepted, again.duplicates, again.stale) == (0, 2, 0)
     assert await rolled_up(db, site) == KpiSums.from_contacts([facts(v3)])
 
 

@@ -15,7 +15,8 @@ After each batch:
 
 * the raw `contacts` rows are exactly the versions a small model of the
   documented rules keeps (newest version wins; same content is a duplicate;
-  an older version is stale; without versions a different content corrects);
+  an older version is stale, also when the newest version seen only repeated
+  the facts; without versions a different content corrects);
 * for each project and for all projects together, and at both grains, the
   `KpiSums` read from the rollups (`read_sums`) equal `KpiSums.from_contacts`
   over the raw rows, grouped by buckets computed here from `queued_at` and
@@ -340,7 +341,12 @@ def apply_rules(model: dict[int, Kept], batch: list[tuple[Event, ContactRecord]]
         if current is None:
             model[key] = incoming
         elif current.content == incoming.content:
-            continue  # a duplicate: nothing changes, not even the stored version
+            # A duplicate: the facts stay; a newer version becomes the bar for later ones.
+            if incoming.version is not None and (
+                current.version is None or incoming.version > current.version
+            ):
+                model[key] = Kept(incoming.version, current.content, current.record)
+            continue
         elif (
             current.version is not None
             and incoming.version is not None
