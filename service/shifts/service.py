@@ -84,6 +84,8 @@ EXCLUSION_VIOLATION = "23P01"
 DEADLOCK_DETECTED = "40P01"
 DEADLOCK_RETRIES = 3
 UNIQUE_VIOLATION = "23505"
+# Projects are never deleted; an agent without history may be, while it is being booked.
+FOREIGN_KEY_VIOLATION = "23503"
 MAX_WINDOW_DAYS = 62
 INTERVALS = (15, 30, 60)
 # Parsing and sweeping this many rows takes long enough to matter to the event loop.
@@ -203,6 +205,10 @@ async def _save_booking(
             if sqlstate == UNIQUE_VIOLATION:
                 raise ShiftExternalIdTaken(
                     "Another shift of this tenant has this external_id.", field="external_id"
+                ) from exc
+            if sqlstate == FOREIGN_KEY_VIOLATION:
+                raise UnknownAgent(
+                    "No such agent (it was deleted meanwhile).", field="agent_id"
                 ) from exc
             raise
         if attempt and not new:
@@ -462,10 +468,15 @@ async def import_shifts(
     try:
         inserted, updated = await repo.write_staged(session, ctx)
     except DBAPIError as exc:
-        if violation_of(exc).sqlstate in {EXCLUSION_VIOLATION, DEADLOCK_DETECTED, UNIQUE_VIOLATION}:
+        if violation_of(exc).sqlstate in {
+            EXCLUSION_VIOLATION,
+            DEADLOCK_DETECTED,
+            UNIQUE_VIOLATION,
+            FOREIGN_KEY_VIOLATION,
+        }:
             raise ScheduleChanged(
-                "A shift booked (or an external id taken) while this import ran clashes with it;"
-                " nothing was written. Retry.",
+                "A shift booked (or an external id taken, or an agent deleted) while this import"
+                " ran clashes with it; nothing was written. Retry.",
             ) from exc
         raise
     await repo.drop_stage(session)

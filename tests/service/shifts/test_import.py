@@ -4,6 +4,7 @@ rows; re-imports are idempotent on external_id."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -443,3 +444,33 @@ async def test_a_schedule_file_past_the_batch_limit_is_413(
             headers=floor.headers,
         )
         assert form.status_code == 413
+
+
+async def test_an_agent_deleted_while_an_import_writes_is_409_not_500(
+    client: AsyncClient, db: Database, floor: Floor
+) -> None:
+    agent = await make_agent(client, floor.token)
+    body = {
+        "rows": [
+            {
+                **row(agent["id"], floor.project_a.id, at(0, 8), at(0, 12), "del-1"),
+                "activity": "training",
+            }
+        ]
+    }
+    async with db.admin_transaction() as admin:
+        # Deleted (no history yet) while the import runs: its checks still see
+        # the agent, its insert waits on the foreign key until this commits.
+        await admin.execute(
+            text("delete from agents where tenant_id = :t and id = :a"),
+            {"t": floor.seed.id, "a": agent["id"]},
+        )
+        importing = asyncio.create_task(
+            client.post("/api/v1/shifts:batch", json=body, headers=floor.headers)
+        )
+        await asyncio.sleep(0.5)
+        assert not importing.done()
+    response = await importing
+    assert response.status_code == 409, response.text
+    assert response.json()["code"] == "schedule_changed"
+    assert await count_shifts(db, floor) == 0

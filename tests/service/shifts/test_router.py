@@ -255,6 +255,33 @@ async def test_an_inactive_agent_cannot_be_booked(client: AsyncClient, floor: Fl
     assert response.json()["code"] == "agent_inactive"
 
 
+async def test_an_agent_deleted_while_being_booked_is_422_not_500(
+    client: AsyncClient, floor: Floor, db: Database
+) -> None:
+    agent = await certified_agent(client, floor)
+    async with db.admin_transaction() as admin:
+        # The agent (no history yet) is being deleted: the booking reads it
+        # still there, and its insert waits on the foreign key until this commits.
+        await admin.execute(
+            text("delete from agents where tenant_id = :t and id = :a"),
+            {"t": floor.seed.id, "a": agent["id"]},
+        )
+        booking = asyncio.create_task(
+            client.post(
+                "/api/v1/shifts",
+                json=shift(
+                    agent, floor.project_a.id, "2026-04-06T08:00:00Z", "2026-04-06T12:00:00Z"
+                ),
+                headers=floor.headers,
+            )
+        )
+        await asyncio.sleep(0.5)
+        assert not booking.done()
+    response = await booking
+    assert response.status_code == 422, response.text
+    assert (response.json()["code"], response.json()["field"]) == ("unknown_agent", "agent_id")
+
+
 async def test_update_with_etag_and_overlap_rules(client: AsyncClient, floor: Floor) -> None:
     agent = await certified_agent(client, floor)
     first = (
