@@ -36,6 +36,7 @@ from service.agents.schemas import (
 )
 from service.core.concurrency import check_if_match
 from service.core.db import violation_of
+from service.core.errors import NotFound
 from service.core.time import utcnow
 from tenants.context import TenantContext, ensure_visible
 
@@ -253,10 +254,14 @@ async def create_certification(
             session.add(certification)
             await session.flush()
     except IntegrityError as exc:
-        if violation_of(exc).sqlstate == _UNIQUE_VIOLATION:
+        sqlstate = violation_of(exc).sqlstate
+        if sqlstate == _UNIQUE_VIOLATION:
             raise CertificationExists(
                 "The agent is already certified for this project.", field="project_id"
             ) from exc
+        if sqlstate == _FOREIGN_KEY_VIOLATION:
+            # The agent was deleted between our read and our write (projects are never deleted).
+            raise NotFound("No such agent.") from exc
         raise
     return certification
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -370,3 +371,28 @@ async def test_a_certification_cannot_name_another_tenants_project(
     )
     assert response.status_code == 422
     assert response.json()["code"] == "unknown_project"
+
+
+async def test_a_certification_of_an_agent_deleted_meanwhile_is_404_not_500(
+    client: AsyncClient, floor: Floor, db: Database
+) -> None:
+    agent = await make_agent(client, floor.token)
+    async with db.admin_transaction() as admin:
+        # The agent is being deleted: the request still reads it, and its
+        # insert waits on the foreign key until this commits.
+        await admin.execute(
+            text("delete from agents where tenant_id = :t and id = :a"),
+            {"t": floor.seed.id, "a": agent["id"]},
+        )
+        certifying = asyncio.create_task(
+            client.post(
+                f"/api/v1/agents/{agent['id']}/certifications",
+                json={"project_id": str(floor.project_a.id), "certified_from": "2026-01-01"},
+                headers=floor.headers,
+            )
+        )
+        await asyncio.sleep(0.5)
+        assert not certifying.done()
+    response = await certifying
+    assert response.status_code == 404, response.text
+    assert response.json()["code"] == "not_found"
