@@ -187,11 +187,30 @@ def _ms(value: float | None, name: str) -> int | None:
         raise ValueError(f"{name}: {exc}") from exc
 
 
+MAX_KEY_CHARS = 200
+"""The longest external id, queue, agent or customer key, as the JSON API's contract
+says: they are indexed (`contact_keys`, `ingest_issues`), and a B-tree entry of a few
+kB of incompressible text fails the whole statement (a 500), not one row."""
+_KEY_FIELDS = ("external_id", "queue_key", "agent_key", "customer_key")
+
+
+def _check_keys(record: ContactRecord) -> None:
+    if (
+        len(record.external_id) > MAX_KEY_CHARS
+        or len(record.queue_key) > MAX_KEY_CHARS
+        or (record.agent_key is not None and len(record.agent_key) > MAX_KEY_CHARS)
+        or (record.customer_key is not None and len(record.customer_key) > MAX_KEY_CHARS)
+    ):
+        name = next(n for n in _KEY_FIELDS if len(getattr(record, n) or "") > MAX_KEY_CHARS)
+        raise ValueError(f"{name}: longer than {MAX_KEY_CHARS} characters")
+
+
 def stage_row(
     row_no: int, record: ContactRecord, project_hint: uuid.UUID | None = None, seq: int = 0
 ) -> tuple[Any, ...]:
     """The staging tuple of one record (raises ValueError naming the field); `seq`
     numbers the staged rows of a batch from 0 (it makes the new contact ids)."""
+    _check_keys(record)
     wait_ms = _ms(record.wait_s, "wait_s")
     if wait_ms is None and record.outcome != "in_queue":
         # A wait the source did not give is the time between the queue and the exit.

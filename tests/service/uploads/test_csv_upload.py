@@ -246,3 +246,32 @@ async def test_invalid_mappings_are_refused_naming_the_setting(
     assert refused.status_code == 422
     assert (refused.json()["code"], refused.json()["field"]) == ("upload_refused", "outcome")
     assert await contact_rows(db, center.seed.id) == {}
+
+
+async def test_an_overlong_key_is_one_refused_row_never_a_500(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    """A key of thousands of characters (no index holds it) is named by record, line and
+    field, as the JSON API names it, while the other rows land."""
+    center = await make_center(client, settings, db)
+    # Incompressible text: PostgreSQL cannot squeeze it under its index row limit.
+    huge = "".join(chr(0x4E00 + (i * 7919) % 20_000) for i in range(20_000))
+    rows = [
+        good_row(1),
+        {**good_row(2), "Call ID": huge},
+        {**good_row(3), "Queue": huge},
+        {**good_row(4), "Agent": "A" * 201},
+        good_row(5),
+    ]
+    data = (HEADER + "\n" + "\n".join(csv_line(r) for r in rows) + "\n").encode()
+    response = await upload(client, center, data, "csv", mapping=MAPPING)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["accepted"], body["rejected_count"]) == (2, 3)
+    assert [(p["record"], p["line"], p["field"]) for p in body["problems"]] == [
+        (2, 3, "external_id"),
+        (3, 4, "queue_key"),
+        (4, 5, "agent_key"),
+    ]
+    assert all("200 characters" in p["reason"] for p in body["problems"])
+    assert set(await contact_rows(db, center.seed.id)) == {"call-1", "call-5"}

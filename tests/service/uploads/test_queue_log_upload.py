@@ -413,3 +413,26 @@ async def test_an_endless_line_is_reported_not_held(
         (13, "a line longer than 6553")
     ]
     assert len(await contact_rows(db, center.seed.id)) == 8
+
+
+async def test_an_overlong_call_id_or_queue_is_one_refused_call_never_a_500(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    center = await make_center(client, settings, db)
+    huge = "".join(chr(0x4E00 + (i * 7919) % 20_000) for i in range(5_000))
+    data = (
+        f"1675555753|{huge}|Support|NONE|ENTERQUEUE||200|1\n"
+        f"1675555760|{huge}|Support|NONE|ABANDON|1|1|7\n"
+        f"1675555753|1675555752.1|{huge}|NONE|ENTERQUEUE||200|1\n"
+        f"1675555760|1675555752.1|{huge}|NONE|ABANDON|1|1|7\n"
+        "1675555753|1675555752.0|Support|NONE|ENTERQUEUE||200|1\n"
+        "1675555761|1675555752.0|Support|PJSIP/400|CONNECT|8|1675555753.1|7\n"
+        "1675555766|1675555752.0|Support|PJSIP/400|COMPLETEAGENT|8|5|1\n"
+    ).encode()
+    body = await ok(await upload(client, center, data, "queue_log", source="long"))
+    assert body["accepted"] == 1
+    assert [(p["line"], p["field"]) for p in body["problems"]] == [
+        (1, "external_id"),
+        (3, "external_id"),
+    ]
+    assert set(await contact_rows(db, center.seed.id)) == {"1675555752.0@Support"}
