@@ -24,10 +24,14 @@ The rules this module holds:
 * **Per project** (an agent of the shared pool): the time on that
   project's contacts comes from the contacts themselves — on the contact
   from `answered_at` until `ended_at` (else `answered_at` + talk + hold),
-  then ACW — clipped to the window; available and not-ready time count for
+  then ACW — clipped to the window, each instant once (two chats at once
+  are one agent's time, not two); available and not-ready time count for
   the project while the agent was scheduled on it. Handled contacts are the
   project's answered contacts with `answered_at` in the window. The same
-  formulas then apply to these figures.
+  formulas then apply to these figures: an `on_queue` shift of the project
+  is met by available time or time on *this project's* contacts, never by
+  work on another project's contact (else adherence could exceed the
+  project's own logged-in time).
 * **In total**: every state span of the window, every shift, every handled
   contact.
 
@@ -190,25 +194,38 @@ def scheduled_time(shifts: Iterable[ScheduledShift]) -> timedelta:
     return sum((s.end - s.start for s in shifts), _ZERO)
 
 
-def adherent_time(spans: Sequence[StateSpan], shifts: Iterable[ScheduledShift]) -> timedelta:
-    """Time inside shifts spent in the state each shift asked for."""
+def adherent_time(
+    spans: Sequence[StateSpan],
+    shifts: Iterable[ScheduledShift],
+    on_queue: list[tuple[datetime, datetime]] | None = None,
+) -> timedelta:
+    """Time inside shifts spent in the state each shift asked for. `on_queue`, when
+    given, is the (merged) time that meets an `on_queue` shift instead of the ready
+    state spans (one project's: its available time and its contacts)."""
     total = _ZERO
     for shift in shifts:
+        if shift.activity == ON_QUEUE and on_queue is not None:
+            total += sum((_overlap(s, e, shift.start, shift.end) for s, e in on_queue), _ZERO)
+            continue
         for span in spans:
             if asked_for(shift.activity, span):
                 total += _overlap(span.start, span.end, shift.start, shift.end)
     return total
 
 
-def contact_time(
+def _length(windows: Iterable[tuple[datetime, datetime]]) -> timedelta:
+    return sum((e - s for s, e in windows), _ZERO)
+
+
+def contact_windows(
     contacts: Iterable[HandledContact], start: datetime, end: datetime
-) -> tuple[timedelta, timedelta]:
-    """(on the contact, ACW) of the contacts, clipped to `[start, end)`."""
-    talk = acw = _ZERO
-    for c in contacts:
-        talk += _overlap(c.answered_at, c.talk_end, start, end)
-        acw += _overlap(c.talk_end, c.busy_end, start, end)
-    return talk, acw
+) -> tuple[list[tuple[datetime, datetime]], list[tuple[datetime, datetime]]]:
+    """(on a contact, on a contact or its ACW) as merged windows clipped to `[start, end)`:
+    overlapping contacts (concurrent chats) count each instant once."""
+    contacts = list(contacts)
+    talk = _merged((max(c.answered_at, start), min(c.talk_end, end)) for c in contacts)
+    busy = _merged((max(c.answered_at, start), min(c.busy_end, end)) for c in contacts)
+    return talk, busy
 
 
 def _s(value: timedelta) -> float:
@@ -282,7 +299,11 @@ def project_figures(
     own = clipped((s for s in shifts if s.project == project), start, end)
     windows = _merged((s.start, s.end) for s in own)
     mine = [c for c in contacts if c.project == project]
-    talk, acw = contact_time(mine, start, end)
+    talk_windows, busy_windows = contact_windows(mine, start, end)
+    talk = _length(talk_windows)
+    acw = _length(busy_windows) - talk
+    # What meets this project's on_queue shifts: available, or on its own contacts.
+    ready = _merged([(sp.start, sp.end) for sp in spans if sp.state == "available"] + busy_windows)
 
     def state(name: str) -> float:
         return _s(_time_in(spans, windows, lambda sp: sp.state == name))
@@ -295,6 +316,6 @@ def project_figures(
             not_ready_s=state("not_ready"),
         ),
         scheduled_s=_s(scheduled_time(own)),
-        in_scheduled_state_s=_s(adherent_time(spans, own)),
+        in_scheduled_state_s=_s(adherent_time(spans, own, ready)),
         handled=_handled(mine, start, end),
     )

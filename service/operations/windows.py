@@ -61,7 +61,22 @@ def _local(day: date, offset: timedelta, zone: ZoneInfo) -> datetime:
     if offset >= timedelta(days=1):
         return day_start(day + timedelta(days=1), zone)
     wall = datetime.combine(day, time(0)) + offset
-    return wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    late = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    if late.astimezone(zone).replace(tzinfo=None) == wall:
+        return late
+    # Skipped: `fold=0` reads it with the offset before the jump, which lands as far
+    # past the jump as the wall time is into the gap. The jump lies between the two
+    # readings; local time is past `wall` from the jump on (tzdata changes are on
+    # whole seconds).
+    lo = int(wall.replace(tzinfo=zone, fold=1).timestamp())
+    hi = int(late.timestamp())
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if datetime.fromtimestamp(mid, UTC).astimezone(zone).replace(tzinfo=None) > wall:
+            hi = mid
+        else:
+            lo = mid
+    return datetime.fromtimestamp(hi, UTC)
 
 
 def _holidays(holidays: Iterable[object]) -> list[tuple[date, date]]:
