@@ -77,11 +77,12 @@ from contacts c
 where c.tenant_id = :t and c.agent_id = any(:agents) and c.outcome = 'answered'
   and c.answered_at is not null and c.answered_at < :end
   and c.queued_at >= cast(:start as timestamptz) - {MAX_WAIT} and c.queued_at < :end
-  and {BUSY_END_SQL} > :start
+  and ({BUSY_END_SQL} > :start or c.answered_at >= :start)
 order by c.agent_id, c.answered_at
 """
 
 # The agents who worked on a project in the window: scheduled on it, or handling its contacts.
+# (A contact answered at the window's first instant with no time on it is still handled.)
 PROJECT_AGENTS_SQL = f"""
 select s.agent_id from shifts s
 where s.tenant_id = :t and s.project_id = :p and s.during && tstzrange(:start, :end, '[)')
@@ -90,7 +91,7 @@ select c.agent_id from contacts c
 where c.tenant_id = :t and c.project_id = :p and c.agent_id is not null
   and c.outcome = 'answered' and c.answered_at is not null and c.answered_at < :end
   and c.queued_at >= cast(:start as timestamptz) - {MAX_WAIT} and c.queued_at < :end
-  and {BUSY_END_SQL} > :start
+  and ({BUSY_END_SQL} > :start or c.answered_at >= :start)
 """
 
 

@@ -339,3 +339,26 @@ async def test_bad_windows_are_422_naming_the_field(
     )
     assert response.status_code == 422, response.text
     assert response.json()["field"] == field
+
+
+async def test_a_contact_answered_at_the_windows_first_instant_is_handled(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    """A call connected at 08:00:00 and hung up at once (talk 0 s, no ACW: the agent
+    spent no time on it) is still a contact handled in a window from 08:00: 1, not 0."""
+    floor = await make_floor(client, settings, db)
+    await add_shift(db, floor, floor.p1, at(8), at(9))
+    await add_event(db, floor, at(8), "available")
+    receipt = await ingest(db, floor, [answered(floor, floor.q1, 1, at(8), talk=0)])
+    assert receipt.accepted == 1
+    response = await client.get(
+        f"/api/v1/agents/{floor.agent}/kpis",
+        params={"from": "2026-03-02T08:00:00Z", "to": "2026-03-02T09:00:00Z"},
+        headers=floor.headers,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["total"]["time"]["handled"] == 1
+    assert [p["project_id"] for p in body["projects"]] == [str(floor.p1)]
+    assert body["projects"][0]["time"]["handled"] == 1
+    assert values(body["projects"][0])["contacts_per_hour"] == pytest.approx(1.0)
