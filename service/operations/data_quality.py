@@ -12,8 +12,11 @@ needs to trace a wrong KPI to its cause.
   back-to-back business hours. With `source`, only that source's contacts
   count (a gap means "nothing from this feed").
 * **clock skew**: contacts whose `answered_at`, `abandoned_at` or
-  `ended_at` lies before `queued_at`, or whose `queued_at` lies more than
-  5 minutes after the moment the row was stored (`ingested_at`): a clock
+  `ended_at` lies before `queued_at`, whose `ended_at` lies before
+  `answered_at` (the agent KPIs then take no time on the contact), or whose
+  `queued_at` — or `ended_at`, which the agent KPIs and double bookings run
+  the agent's time on the contact to — lies more than 5 minutes after the
+  moment the row was stored (`ingested_at`, the current version's): a clock
   ahead of ours. Up to `limit` examples, all counted in the summary.
 * **late days**: per project, source and local day, the contacts stored
   after their local day had ended — a daily figure reported before they
@@ -106,13 +109,17 @@ SKEW_WHERE = f"""
 c.tenant_id = :t and c.project_id = any(cast(:projects as uuid[]))
   and c.queued_at >= {_START} and c.queued_at < {_END} and {_SOURCE}
   and (c.answered_at < c.queued_at or c.abandoned_at < c.queued_at or c.ended_at < c.queued_at
-       or c.queued_at > c.ingested_at + {SKEW_TOLERANCE})
+       or c.ended_at < c.answered_at
+       or c.queued_at > c.ingested_at + {SKEW_TOLERANCE}
+       or c.ended_at > c.ingested_at + {SKEW_TOLERANCE})
 """
-SKEW_PROBLEM = """
+SKEW_PROBLEM = f"""
 case when c.answered_at < c.queued_at then 'answered_before_queued'
      when c.abandoned_at < c.queued_at then 'abandoned_before_queued'
      when c.ended_at < c.queued_at then 'ended_before_queued'
-     else 'queued_in_future' end
+     when c.ended_at < c.answered_at then 'ended_before_answered'
+     when c.queued_at > c.ingested_at + {SKEW_TOLERANCE} then 'queued_in_future'
+     else 'ended_in_future' end
 """
 SKEW_SQL = f"""
 select c.id, c.project_id, c.source, c.external_id, {SKEW_PROBLEM} as problem, c.queued_at,

@@ -226,3 +226,51 @@ async def test_limit_truncates_and_says_so(client: AsyncClient, floor: Floor) ->
     assert len(body["clock_skew"]) == 1
     assert body["summary"]["clock_skew"] == 2
     assert body["truncated"] is True
+
+
+async def test_skew_that_bends_agent_time_is_reported(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    """Two contacts whose times the agent KPIs and double bookings cannot trust:
+    one queued at 10:04:30 that ended at 10:04:50, before it was answered at 10:05 —
+    the agent's time on it is taken as 0 — and one whose ended_at is two days after the row was stored — the
+    agent is "on it" until the end of any window. Both are clock skew to report."""
+    floor = await make_floor(client, settings, db, time_zone="America/New_York")
+
+    def contact(name: str, answered: datetime, ended: datetime) -> ContactRecord:
+        return ContactRecord(
+            source="test",
+            queue_key=floor.q1,
+            external_id=name,
+            channel="voice",
+            queued_at=answered - timedelta(seconds=30),
+            answered_at=answered,
+            ended_at=ended,
+            outcome="answered",
+            raw_ref=f"test:{name}",
+            wait_s=30,
+            agent_key=floor.agent_key,
+        )
+
+    receipt = await ingest(
+        db,
+        floor,
+        [
+            contact("backwards", local(10, 5), local(10, 5) - timedelta(seconds=10)),
+            contact("endless", local(11), local(11) + timedelta(days=2)),
+            contact("fine", local(12), local(12, 10)),
+        ],
+    )
+    assert receipt.accepted == 3
+    await admin_sql(
+        db,
+        "update contacts set ingested_at = queued_at + interval '1 hour' where tenant_id = :t",
+        {"t": floor.seed.id},
+    )
+    status, body = await quality(client, floor.headers)
+    assert status == 200, body
+    assert {(s["external_id"], s["problem"]) for s in body["clock_skew"]} == {
+        ("backwards", "ended_before_answered"),
+        ("endless", "ended_in_future"),
+    }
+    assert body["summary"]["clock_skew"] == 2
