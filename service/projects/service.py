@@ -32,6 +32,7 @@ from service.projects.schemas import (
 from tenants.context import TenantContext, ensure_visible
 
 UNIQUE_KEYS = ("projects_name_key", "project_queue_keys_pkey")
+FOREIGN_KEY_VIOLATION = "23503"
 _KEY_DETAIL = re.compile(r"^Key \(tenant_id, queue_key\)=\([^,]+, (?P<key>.*)\) already exists")
 
 
@@ -80,7 +81,12 @@ async def create_project(session: AsyncSession, ctx: TenantContext, data: Projec
         queue_keys=list(data.queue_keys),
         status=data.status,
     )
-    violation = await insert_guarded(session, project, expected=UNIQUE_KEYS)
+    violation = await insert_guarded(
+        session, project, expected=(*UNIQUE_KEYS, FOREIGN_KEY_VIOLATION)
+    )
+    if violation is not None and violation.sqlstate == FOREIGN_KEY_VIOLATION:
+        # The client was deleted between our read and our write.
+        raise UnknownClient("No such client.", field="client_id")
     if violation is not None:
         _raise_for(violation, data.queue_keys, data.name)
     return project

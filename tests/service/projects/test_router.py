@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 from httpx import AsyncClient
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlmodel import col
 
 from service.core.config import Settings
@@ -573,3 +573,29 @@ async def test_assignment_validation_and_isolation(
     )
     assert refused.status_code == 422
     assert refused.json()["code"] == "not_assignable"
+
+
+async def test_a_project_of_a_client_deleted_meanwhile_is_422_not_500(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    world = await make_world(client, settings)
+    lone = await create_client(client, world.token)
+    async with db.admin_transaction() as admin:
+        # The client (no projects yet) is being deleted: the request still reads
+        # it, and its insert waits on the foreign key until this commits.
+        await admin.execute(
+            text("delete from clients where tenant_id = :t and id = :c"),
+            {"t": world.seed.id, "c": lone["id"]},
+        )
+        creating = asyncio.create_task(
+            client.post(
+                f"{API}/projects",
+                json={"client_id": lone["id"], "name": "Late"},
+                headers=bearer(world.token),
+            )
+        )
+        await asyncio.sleep(0.5)
+        assert not creating.done()
+    response = await creating
+    assert response.status_code == 422, response.text
+    assert (response.json()["code"], response.json()["field"]) == ("unknown_client", "client_id")
