@@ -13,7 +13,9 @@ Streamed: a binary file object wrapped in a text reader (UTF-8; a BOM is
 dropped), read by the csv module (quoted fields may hold newlines and
 commas; CRLF or LF). Every issue names the data record (1 = the first row
 after the header), the physical line the record starts on, and the field.
-Invalid rows are reported one by one while every valid row is produced.
+Invalid rows are reported one by one while every valid row is produced; a
+byte the encoding cannot read makes its row invalid if a mapped cell holds
+it (cells the mapping does not read are never looked at).
 Cell values are data: a cell that looks like a spreadsheet formula
 (`=1+2`, `+49…`, `@SUM(…)`) is kept as text, never evaluated or stripped.
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -69,6 +72,8 @@ REQUIRED = ("external_id", "queue_key", "queued_at")
 TRUE = frozenset({"true", "t", "yes", "y", "1"})
 FALSE = frozenset({"false", "f", "no", "n", "0"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ESCAPED = re.compile("[\udc80-\udcff]")
+"""An undecodable byte, as the `surrogateescape` error handler hands it over."""
 MAX_DURATION_S = 366 * 86_400
 
 
@@ -144,7 +149,11 @@ class CsvRecordParser:
 
     def parse(self, fp: IO[bytes], name: str) -> Iterator[ContactRecord | ParseIssue]:
         stats = self.stats = ImportStats(file=name)
-        text = io.TextIOWrapper(fp, encoding=self.mapping.encoding, newline="")
+        # surrogateescape: a byte the encoding cannot read becomes a lone surrogate in its
+        # cell, so it refuses that row (naming the field) instead of the rest of the file.
+        text = io.TextIOWrapper(
+            fp, encoding=self.mapping.encoding, errors="surrogateescape", newline=""
+        )
         try:
             yield from self._rows(text, name, stats)
         except UnicodeError as error:
@@ -262,6 +271,12 @@ class CsvRecordParser:
     # -------------------------------------------------------------- fields
 
     def _convert(self, ours: str, cell: str) -> Any:
+        if not cell.isascii():
+            bad = _ESCAPED.search(cell)
+            if bad is not None:
+                raise _FieldError(
+                    f"not {self.mapping.encoding} text (byte 0x{ord(bad.group()) - 0xDC00:02x})"
+                )
         value = cell.strip()
         if not value:
             if ours in REQUIRED:

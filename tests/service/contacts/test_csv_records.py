@@ -265,8 +265,28 @@ def test_nul_oversized_fields_and_undecodable_bytes_are_reported_not_raised() ->
     assert parser.stats.balanced()
     _, issues, parser = parse(HEADER.encode() + b"\n\xff\xfe,bad\n")
     (issue,) = issues
-    assert "not utf-8-sig text" in issue.reason
+    assert (issue.record, issue.line) == (1, 2)
     assert parser.stats.balanced()
+
+
+def test_an_undecodable_byte_refuses_its_row_and_every_other_row_is_read() -> None:
+    """One stray byte (a Latin-1 'ü' in a UTF-8 export) is one bad row, named by record,
+    line and field; the rows before it in the same block and every row after it land.
+    A stray byte in a column the mapping does not read harms nothing."""
+    good = b"c1,Q,2024-03-01T10:00:00Z,2024-03-01T10:00:05Z,,,answered,,,,,n"
+    rows = [
+        good,
+        good.replace(b"c1", b"c2").replace(b",,,,,n", b",,M\xfcller,,,n"),  # Agent
+        good.replace(b"c1", b"c3").replace(b",n", b",M\xfcller"),  # Notes: not mapped
+        *(good.replace(b"c1", b"c%d" % n) for n in range(4, 400)),
+    ]
+    found, issues, parser = parse(HEADER.encode() + b"\n" + b"\n".join(rows) + b"\n")
+    assert [r.external_id for r in found] == ["c1", "c3", *(f"c{n}" for n in range(4, 400))]
+    assert [(i.record, i.line, i.field) for i in issues] == [(2, 3, "agent_key ('Agent')")]
+    assert "not utf-8-sig text" in issues[0].reason
+    assert "0xfc" in issues[0].reason
+    assert parser.stats.balanced()
+    assert parser.stats.malformed == 1
 
 
 CELL = st.text(

@@ -275,3 +275,25 @@ async def test_an_overlong_key_is_one_refused_row_never_a_500(
     ]
     assert all("200 characters" in p["reason"] for p in body["problems"])
     assert set(await contact_rows(db, center.seed.id)) == {"call-1", "call-5"}
+
+
+async def test_a_stray_byte_refuses_one_row_and_the_file_lands(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    center = await make_center(client, settings, db)
+    lines = [HEADER.encode()]
+    for i in range(1, 301):
+        line = csv_line(good_row(i)).encode()
+        if i == 2:
+            line = line.replace(b"IT", b"I\xfcT")  # Latin-1 in a UTF-8 file, in a key
+        if i == 3:
+            line += b"M\xfcller"  # in the notes, which nothing reads
+        lines.append(line)
+    response = await upload(client, center, b"\n".join(lines) + b"\n", "csv", mapping=MAPPING)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["received"], body["accepted"]) == (299, 299)
+    (problem,) = body["problems"]
+    assert (problem["record"], problem["line"], problem["field"]) == (2, 3, "queue_key ('Queue')")
+    assert problem["excerpt"] == "I\\udcfcT"
+    assert len(await contact_rows(db, center.seed.id)) == 299
