@@ -23,7 +23,18 @@ Role = Literal["tenant_admin", "supervisor", "analyst", "client_viewer"]
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
 Colour = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
 Locale = Literal["en", "tr", "fa", "zh"]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold U+0000: a 422 naming the field, not a database error.
+    if "\x00" in value:
+        raise ValueError("contains a NUL character (no database text can hold it)")
+    return value
+
+
+NoNul = AfterValidator(_no_nul)
+"""For every text that is stored or searched: refuses U+0000, naming the field."""
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NoNul]
 Password = Annotated[str, StringConstraints(min_length=12, max_length=256)]
 
 

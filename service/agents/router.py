@@ -23,6 +23,7 @@ from service.core.db import SessionDep
 from service.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from tenants.context import TenantContext
 from tenants.deps import require
+from tenants.schemas import NoNul
 
 router = APIRouter(tags=["agents"])
 
@@ -50,9 +51,11 @@ async def list_agents(
     session: SessionDep,
     ctx: OpsRead,
     status_: Annotated[AgentStatus | None, Query(alias="status")] = None,
-    q: Annotated[str | None, Query(max_length=200, description="Name or e-mail contains")] = None,
-    skill: Annotated[str | None, Query(max_length=60)] = None,
-    language: Annotated[str | None, Query(max_length=35)] = None,
+    q: Annotated[
+        Annotated[str, NoNul] | None, Query(max_length=200, description="Name or e-mail contains")
+    ] = None,
+    skill: Annotated[Annotated[str, NoNul] | None, Query(max_length=60)] = None,
+    language: Annotated[Annotated[str, NoNul] | None, Query(max_length=35)] = None,
     project_id: Annotated[
         uuid.UUID | None, Query(description="Only agents certified for this project")
     ] = None,

@@ -9,16 +9,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
-from tenants.schemas import Name, WriteModel
+from tenants.schemas import Name, NoNul, WriteModel
 
 AgentStatus = Literal["active", "inactive"]
 SystemKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_]{0,39}$")]
-ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Skill = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
+ExternalId = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NoNul
+]
+Skill = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60), NoNul]
 Language = Annotated[
     str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", max_length=35)
 ]
-Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
+Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000), NoNul]
 WeeklyHours = Annotated[Decimal, Field(ge=0, le=168, max_digits=5, decimal_places=2)]
 
 

@@ -13,6 +13,7 @@ from service.core.db import SessionDep
 from service.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from tenants.context import TenantContext
 from tenants.deps import require
+from tenants.schemas import NoNul
 
 router = APIRouter(tags=["clients"])
 
@@ -32,7 +33,9 @@ async def list_clients(
     ctx: OpsRead,
     session: SessionDep,
     status: ClientStatus | None = None,
-    q: Annotated[str | None, Query(max_length=200, description="Name contains")] = None,
+    q: Annotated[
+        Annotated[str, NoNul] | None, Query(max_length=200, description="Name contains")
+    ] = None,
     sort: ClientSort = "name",
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     cursor: str | None = None,

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, EmailStr, Field, StringConstraints, field_validator
 
-from tenants.schemas import Locale, Name, ReadModel, TimeZone, WriteModel
+from tenants.schemas import Locale, Name, NoNul, ReadModel, TimeZone, WriteModel
 
 
 def _lower(value: Any) -> Any:
@@ -20,7 +20,7 @@ Domain = Annotated[
     BeforeValidator(_lower),
     StringConstraints(max_length=253, pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$"),
 ]
-LegalName = Annotated[str, StringConstraints(min_length=1, max_length=300)]
+LegalName = Annotated[str, StringConstraints(min_length=1, max_length=300), NoNul]
 ClientStatus = Literal["active", "inactive"]
 NOT_NULL = ("name", "report_emails", "locale", "time_zone", "email_domains", "status")
 

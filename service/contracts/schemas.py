@@ -25,7 +25,7 @@ from service.contracts.terms import (
     TargetRead,
     expand_targets,
 )
-from tenants.schemas import WriteModel
+from tenants.schemas import NoNul, WriteModel
 
 
 def _upper(value: Any) -> Any:
@@ -33,7 +33,7 @@ def _upper(value: Any) -> Any:
 
 
 Currency = Annotated[str, BeforeValidator(_upper), StringConstraints(pattern=r"^[A-Z]{3}$")]
-Reference = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Reference = Annotated[str, StringConstraints(min_length=1, max_length=200), NoNul]
 
 
 def _cents(value: Decimal) -> Decimal:

@@ -23,6 +23,7 @@ from service.projects.schemas import (
 )
 from tenants.context import TenantContext
 from tenants.deps import require
+from tenants.schemas import NoNul
 
 router = APIRouter(tags=["projects"])
 
@@ -50,7 +51,9 @@ async def list_projects(
     client_id: uuid.UUID | None = None,
     status: ProjectStatus | None = None,
     channel: Channel | None = None,
-    q: Annotated[str | None, Query(max_length=200, description="Name contains")] = None,
+    q: Annotated[
+        Annotated[str, NoNul] | None, Query(max_length=200, description="Name contains")
+    ] = None,
     sort: ProjectSort = "name",
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     cursor: str | None = None,

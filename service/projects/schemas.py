@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 
-from tenants.schemas import Name, ReadModel, TimeZone, WriteModel
+from tenants.schemas import Name, NoNul, ReadModel, TimeZone, WriteModel
 
 Channel = Literal["voice", "chat", "email", "social"]
 ProjectStatus = Literal["active", "inactive"]
@@ -17,7 +17,9 @@ Clock = Annotated[
     str,
     StringConstraints(strip_whitespace=True, pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$"),
 ]
-QueueKey = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+QueueKey = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NoNul
+]
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_QUEUE_KEYS = 500
 
@@ -77,7 +79,7 @@ class Holiday(WriteModel):
 
     start: date
     end: date | None = Field(default=None, description="Inclusive; empty: one day.")
-    name: Annotated[str, StringConstraints(max_length=200)] | None = None
+    name: Annotated[str, StringConstraints(max_length=200), NoNul] | None = None
 
     @model_validator(mode="before")
     @classmethod

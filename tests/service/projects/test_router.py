@@ -599,3 +599,77 @@ async def test_a_project_of_a_client_deleted_meanwhile_is_422_not_500(
     response = await creating
     assert response.status_code == 422, response.text
     assert (response.json()["code"], response.json()["field"]) == ("unknown_client", "client_id")
+
+
+async def test_a_nul_character_is_422_naming_the_field(
+    client: AsyncClient, settings: Settings
+) -> None:
+    """PostgreSQL text cannot hold U+0000: every text of the operating model
+    (and every text search) refuses it by name, instead of the database's
+    nameless `unstorable_value`."""
+    world = await make_world(client, settings)
+    headers = bearer(world.token)
+    nul = "a\x00b"
+    agent = await client.post(f"{API}/agents", json={"name": "Nul"}, headers=headers)
+    assert agent.status_code == 201
+    agent_id = agent.json()["id"]
+    writes: list[tuple[str, str, dict[str, Any], str]] = [
+        ("POST", f"{API}/clients", {"name": nul}, "name"),
+        ("POST", f"{API}/clients", {"name": "N", "legal_name": nul}, "legal_name"),
+        ("PATCH", f"{API}/clients/{world.client_a['id']}", {"legal_name": nul}, "legal_name"),
+        ("POST", f"{API}/projects", {"client_id": world.client_a["id"], "name": nul}, "name"),
+        (
+            "POST",
+            f"{API}/projects",
+            {"client_id": world.client_a["id"], "name": "N", "queue_keys": [nul]},
+            "queue_keys.0",
+        ),
+        (
+            "POST",
+            f"{API}/projects",
+            {
+                "client_id": world.client_a["id"],
+                "name": "N",
+                "holidays": [{"start": "2026-12-25", "name": nul}],
+            },
+            "holidays.0.name",
+        ),
+        (
+            "POST",
+            f"{API}/contracts",
+            {
+                "project_id": world.project_a["id"],
+                "effective_from": "2020-01-01",
+                "targets": [{"kpi": "answer_rate", "target": 0.9}],
+                "reference": nul,
+            },
+            "reference",
+        ),
+        ("POST", f"{API}/agents", {"name": nul}, "name"),
+        ("POST", f"{API}/agents", {"name": "N", "skills": [nul]}, "skills.0"),
+        ("POST", f"{API}/agents", {"name": "N", "external_ids": {"pbx": nul}}, "external_ids.pbx"),
+        (
+            "POST",
+            f"{API}/agents/{agent_id}/certifications",
+            {"project_id": world.project_a["id"], "certified_from": "2026-01-01", "note": nul},
+            "note",
+        ),
+    ]
+    for method, url, body, field in writes:
+        response = await client.request(
+            method, url, json=body, headers={**headers, "If-Match": "*"}
+        )
+        assert response.status_code == 422, (url, body, response.text)
+        assert (response.json()["code"], response.json()["field"]) == (
+            "validation_failed",
+            field,
+        ), (url, body)
+    for url, field in (
+        (f"{API}/clients?q=%00", "q"),
+        (f"{API}/projects?q=%00", "q"),
+        (f"{API}/agents?q=%00", "q"),
+        (f"{API}/agents?skill=%00", "skill"),
+    ):
+        response = await client.get(url, headers=headers)
+        assert response.status_code == 422, (url, response.text)
+        assert (response.json()["code"], response.json()["field"]) == ("validation_failed", field)
