@@ -176,8 +176,8 @@ async def upload_contacts(
     per source and completed by the next file; meanwhile they count as "in queue". Answers
     the merged receipt, the parser's count of every line (used, ignored, unknown by event
     name; malformed) and each problem with its line or record and field. 422 for a file that
-    cannot be read as a whole (invalid JSON, a CSV header without a mapped column) or an
-    invalid option; 409 while another import of the same source runs."""
+    cannot be read as a whole (invalid JSON, a CSV without a header or whose header lacks a
+    mapped column) or an invalid option; 409 while another import of the same source runs."""
     spec = upload_spec(
         format_, file_name=filename, source=source, mapping=mapping, time_zone=time_zone
     )

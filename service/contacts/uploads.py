@@ -30,7 +30,7 @@ the other's open calls.
 
 Whole-file refusals (422, nothing written): an Amazon Connect file that is
 not valid JSON (the issues name line and column) and a CSV whose header
-lacks a mapped column. Everything else is reported item by item while
+lacks a mapped column, or that has no header at all (an empty file). Everything else is reported item by item while
 every valid record lands: parser issues and ingestion rejections both as
 `problems` naming `line` and/or `record` and the `field`.
 """
@@ -681,8 +681,9 @@ class UploadImport:
             header = [i for i in issues if i.line == 1 and i.record is None]
             if header and header[0] is batch[0][0]:
                 first = header[0]
+                what = f"{first.field}: {first.reason}" if first.field else first.reason
                 raise UploadRefused(
-                    f"{first.field}: {first.reason}. Nothing was imported from this file.",
+                    f"{what}. Nothing was imported from this file.",
                     problems=[_issue_problem(i) for i in header[:MAX_PROBLEMS]],
                     line=1,
                     field=first.field,

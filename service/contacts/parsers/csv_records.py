@@ -179,9 +179,18 @@ class CsvRecordParser:
         try:
             header = [h.strip() for h in next(reader)]
         except StopIteration:
-            return
+            header = []
         except csv.Error as error:
             yield ParseIssue(file=name, line=1, reason=f"unreadable CSV header: {error}")
+            return
+        if not header:
+            # An empty file (or a blank first line) has none of the mapped columns: refused
+            # like a header that lacks one, not read as a file with nothing to import.
+            yield ParseIssue(
+                file=name,
+                line=1,
+                reason="no header line (the file is empty or starts with a blank line)",
+            )
             return
         if header:  # a BOM left by an encoding other than utf-8-sig
             header[0] = header[0].lstrip("\ufeff")
@@ -350,6 +359,10 @@ class CsvRecordParser:
             if len(parts) > 3 or not all(p.strip().isdigit() for p in parts[:-1]):
                 raise _FieldError("not a duration ([H:]MM:SS or seconds)")
             seconds = self._number(parts[-1])
+            # A clock's seconds, and its minutes after hours, are 0-59: `1:-30` is not
+            # 30 s and `1:75` no duration, but broken cells.
+            if not 0 <= seconds < 60 or (len(parts) == 3 and int(parts[1]) >= 60):
+                raise _FieldError("not a duration ([H:]MM:SS with minutes and seconds 0-59)")
             total = 0.0
             for part in parts[:-1]:
                 total = total * 60 + int(part)

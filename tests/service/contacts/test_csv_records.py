@@ -207,6 +207,33 @@ def test_explicit_formats_epochs_and_durations() -> None:
 
 
 @pytest.mark.parametrize(
+    ("cell", "seconds"),
+    [("1:02:03", 3723.0), ("02:03", 123.0), ("125:30", 7530.0), ("0:00:07.5", 7.5)],
+)
+def test_clock_durations(cell: str, seconds: float) -> None:
+    data = f"id,q,t,a,talk\n1,Q,2024-03-01T10:00:00Z,2024-03-01T10:00:05Z,{cell}\n"
+    columns = {"external_id": "id", "queue_key": "q", "queued_at": "t", "answered_at": "a"}
+    (r,), issues, _ = parse(
+        data.encode(),
+        CsvMapping(source="s", columns={**columns, "talk_s": "talk"}, channel="voice"),
+    )
+    assert (issues, r.talk_s) == ([], seconds)
+
+
+@pytest.mark.parametrize("cell", ["1:-30", "0:-5", "1:75", "1:60:00", "1:-1:00"])
+def test_clock_durations_with_a_negative_or_overflowing_part_are_refused(cell: str) -> None:
+    """`1:-30` read as 60 - 30 = 30 s: a negative part is a broken cell, not a duration."""
+    data = f"id,q,t,a,talk\n1,Q,2024-03-01T10:00:00Z,2024-03-01T10:00:05Z,{cell}\n"
+    columns = {"external_id": "id", "queue_key": "q", "queued_at": "t", "answered_at": "a"}
+    found, issues, _ = parse(
+        data.encode(),
+        CsvMapping(source="s", columns={**columns, "talk_s": "talk"}, channel="voice"),
+    )
+    assert found == []
+    assert [(i.record, i.field) for i in issues] == [(1, "talk_s ('talk')")]
+
+
+@pytest.mark.parametrize(
     ("changes", "message"),
     [
         ({"timestamp_format": "%d/%m/%Y %H:%M"}, "naive timestamps are refused"),
