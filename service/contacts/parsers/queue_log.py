@@ -22,8 +22,9 @@ Contacts (KPIS.md "a contact offered to a queue")
   does not record customer hold or wrap-up. `talk_s` is COMPLETE*/TRANSFER
   calltime (from the answer to the end; it includes any hold).
 * TRANSFER / BLINDTRANSFER / ATTENDEDTRANSFER end an answered call with
-  `transferred=True`; their fields are read from the right (ATTENDEDTRANSFER
-  LINK carries one more field in the middle).
+  `transferred=True`; holdtime and calltime are the 3rd and 4th fields
+  (ATTENDEDTRANSFER LINK carries one more field in the middle), whatever
+  follows them (origposition, absent before Asterisk 1.6, or a stray `|`).
 * Wazo's FULL / CLOSED / DIVERT_* (caller never entered: diverted) become
   records with outcome `overflow` and zero wait; JOINEMPTY and LEAVEEMPTY
   `exit_empty`.
@@ -817,9 +818,13 @@ class QueueLogParser:
     def _transfer(
         self, t: float, callid: str, queue: str, agent: str, event: str, data: list[str], ref: str
     ) -> bool:
-        # ... | holdtime | calltime | origposition: read from the right (ATTENDEDTRANSFER LINK).
-        hold = self._duration(data, -3, "holdtime", ref) if len(data) >= 3 else None
-        talk = self._duration(data, -2, "calltime", ref) if len(data) >= 3 else None
+        # extension|context|holdtime|calltime[|origposition] (Asterisk 1.4 wrote no
+        # origposition); ATTENDEDTRANSFER: method|data|holdtime|…, LINK with two data
+        # fields. Read by position: from the right, a missing origposition or a trailing
+        # '|' made calltime the holdtime.
+        at = 3 if event == "ATTENDEDTRANSFER" and data and data[0] == "LINK" else 2
+        hold = self._duration(data, at, "holdtime", ref)
+        talk = self._duration(data, at + 1, "calltime", ref)
         return self._end_answered(t, callid, queue, agent, event, ref, hold, talk, True)
 
     def _exit(

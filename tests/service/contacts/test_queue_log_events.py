@@ -153,7 +153,7 @@ def test_withdraw_and_wazo_diverts() -> None:
     assert parser.stats.balanced()
 
 
-def test_attended_transfer_link_carries_an_extra_field_read_from_the_right() -> None:
+def test_attended_transfer_link_carries_an_extra_field_in_the_middle() -> None:
     items, _ = parse(
         log(
             "0|6.1|q|NONE|ENTERQUEUE||555|1",
@@ -163,6 +163,31 @@ def test_attended_transfer_link_carries_an_extra_field_read_from_the_right() -> 
     )
     (r,) = contacts(items)
     assert (r.wait_s, r.talk_s, r.transferred, r.outcome) == (12.0, 88.0, True, "answered")
+
+
+def test_transfers_are_read_by_position_whatever_trails_them() -> None:
+    """holdtime and calltime are the 3rd and 4th fields (one further right after LINK's two
+    channels). A TRANSFER without origposition (Asterisk 1.4 wrote none) or a line with a
+    trailing '|' must not shift them: read from the right, calltime became the holdtime."""
+    items, _ = parse(
+        log(
+            "0|7.1|q|NONE|ENTERQUEUE||555|1",
+            "12|7.1|q|SIP/1|CONNECT|12|7.2|3",
+            "100|7.1|q|SIP/1|TRANSFER|200|from-internal|12|88",
+            "0|7.3|q|NONE|ENTERQUEUE||555|1",
+            "12|7.3|q|SIP/1|CONNECT|12|7.4|3",
+            "100|7.3|q|SIP/1|BLINDTRANSFER|200|from-internal|12|88|1|",
+            "0|7.5|q|NONE|ENTERQUEUE||555|1",
+            "12|7.5|q|SIP/1|CONNECT|12|7.6|3",
+            "100|7.5|q|SIP/1|ATTENDEDTRANSFER|BRIDGE|4bd9|12|88|1|",
+            "0|7.7|q|NONE|ENTERQUEUE||555|1",
+            "12|7.7|q|SIP/1|CONNECT|12|7.8|3",
+            "100|7.7|q|SIP/1|ATTENDEDTRANSFER|LINK|SIP/1-0001|SIP/9-0002|12|88",
+        )
+    )
+    found = {r.external_id: (r.wait_s, r.talk_s, r.transferred) for r in contacts(items)}
+    assert found == {f"7.{n}@q": (12.0, 88.0, True) for n in (1, 3, 5, 7)}
+    assert issues(items) == []
 
 
 def test_log_cut_mid_call_is_rebuilt_from_logged_durations() -> None:
