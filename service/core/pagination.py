@@ -59,6 +59,12 @@ def _decode(cursor: str, column: ColumnElement[Any]) -> tuple[Any, uuid.UUID]:
             value = date.fromisoformat(value)
         elif value is not None and python_type is uuid.UUID:
             value = uuid.UUID(value)
+        elif value is not None and python_type in (str, object):
+            # Text columns (SQLModel's AutoString says `object`): only a string is one
+            # this API issued, and only one the database can hold.
+            if not isinstance(value, str) or "\x00" in value:
+                raise ValueError("not a text value")
+            value.encode()  # a lone surrogate raises UnicodeEncodeError
         elif value is not None and not isinstance(value, python_type):
             value = python_type(value)
         return value, uuid.UUID(id_)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import uuid
+from typing import Any
 
 import pytest
 from httpx import AsyncClient
@@ -396,3 +399,19 @@ async def test_a_certification_of_an_agent_deleted_meanwhile_is_404_not_500(
     response = await certifying
     assert response.status_code == 404, response.text
     assert response.json()["code"] == "not_found"
+
+
+async def test_a_crafted_cursor_is_422_invalid_cursor(client: AsyncClient, floor: Floor) -> None:
+    await make_agent(client, floor.token)
+    nil = "00000000-0000-0000-0000-000000000000"
+    # Text the database cannot hold, or no text at all where the sort is by name.
+    values: list[Any] = ["a\x00b", "\ud800", 1e308, -1, True, [1], {"a": 1}]
+    for value in values:
+        cursor = base64.urlsafe_b64encode(json.dumps([value, nil]).encode()).decode().rstrip("=")
+        for url in ("/api/v1/agents?sort=name", "/api/v1/clients?sort=name", "/api/v1/projects?"):
+            response = await client.get(f"{url}&cursor={cursor}", headers=floor.headers)
+            assert response.status_code == 422, (url, response.text)
+            assert (response.json()["code"], response.json()["field"]) == (
+                "invalid_cursor",
+                "cursor",
+            )
