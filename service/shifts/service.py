@@ -290,7 +290,15 @@ async def update_shift(
         changes.get("end", shift.ends_at),
         changes.get("activity", shift.activity),
     )
-    rebooked = any(k in changes for k in ("agent_id", "project_id", "start", "end", "activity"))
+    # Compared by value: a client that resends the booking unchanged (to edit the note)
+    # is not booking anew, so a certification that ended since does not refuse it.
+    rebooked = (agent_id, project.id, booking.starts_at, booking.ends_at, booking.activity) != (
+        shift.agent_id,
+        shift.project_id,
+        shift.starts_at,
+        shift.ends_at,
+        shift.activity,
+    )
     if rebooked:
         await _check_booking(session, ctx, booking, agent_changed=agent_id != shift.agent_id)
     values: dict[str, Any] = {

@@ -282,6 +282,42 @@ async def test_an_agent_deleted_while_being_booked_is_422_not_500(
     assert (response.json()["code"], response.json()["field"]) == ("unknown_agent", "agent_id")
 
 
+async def test_resending_a_shifts_booking_unchanged_is_no_rebooking(
+    client: AsyncClient, floor: Floor
+) -> None:
+    """A form that PATCHes every field to change the note is not a new booking:
+    a certification that ended since does not refuse it (only a move does)."""
+    agent = await certified_agent(client, floor)
+    booked = await client.post(
+        "/api/v1/shifts",
+        json=shift(agent, floor.project_a.id, "2026-04-06T08:00:00Z", "2026-04-06T12:00:00Z"),
+        headers=floor.headers,
+    )
+    assert booked.status_code == 201, booked.text
+    ended = await client.patch(
+        f"/api/v1/agents/{agent['id']}/certifications/{floor.project_a.id}",
+        json={"certified_until": "2026-03-31"},
+        headers=floor.headers,
+    )
+    assert ended.status_code == 200, ended.text
+    url = f"/api/v1/shifts/{booked.json()['id']}"
+    same = shift(agent, floor.project_a.id, "2026-04-06T10:00:00+02:00", "2026-04-06T12:00:00Z")
+    noted = await client.patch(
+        url,
+        json={**same, "activity": "on_queue", "note": "bring headset"},
+        headers={**floor.headers, "If-Match": booked.headers["etag"]},
+    )
+    assert noted.status_code == 200, noted.text
+    assert noted.json()["note"] == "bring headset"
+    moved = await client.patch(
+        url,
+        json={"end": "2026-04-06T13:00:00Z"},
+        headers={**floor.headers, "If-Match": noted.headers["etag"]},
+    )
+    assert moved.status_code == 422, moved.text
+    assert moved.json()["code"] == "agent_not_certified"
+
+
 async def test_update_with_etag_and_overlap_rules(client: AsyncClient, floor: Floor) -> None:
     agent = await certified_agent(client, floor)
     first = (
