@@ -473,6 +473,29 @@ async def stage_problems(session: AsyncSession, ctx: TenantContext) -> list[tupl
     return out
 
 
+async def stage_unchanged(
+    session: AsyncSession, ctx: TenantContext, rows: Sequence[int]
+) -> set[int]:
+    """Those of `rows` that repeat the stored shift of their external id exactly:
+    they change nothing (the comparison `write_staged` makes)."""
+    if not rows:
+        return set()
+    result = await session.execute(
+        text(
+            f"""
+            select s.row_no from {STAGE} s
+            join shifts sh on sh.tenant_id = :t and sh.external_id = s.external_id
+            where s.row_no = any(:rows)
+              and (sh.agent_id, sh.project_id, sh.starts_at, sh.ends_at, sh.activity, sh.note)
+                is not distinct from (s.agent_id, s.project_id, s.starts_at, s.ends_at,
+                                      s.activity, s.note)
+            """
+        ),
+        {"t": ctx.tenant_id, "rows": list(rows)},
+    )
+    return {r[0] for r in result.all()}
+
+
 async def import_projects(
     session: AsyncSession, ctx: TenantContext, project_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, ImportProject]:

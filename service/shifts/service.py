@@ -340,6 +340,9 @@ _MESSAGES = {
 }
 
 
+_BOOKING_STATE = frozenset({"agent_inactive", "project_inactive", "not_certified"})
+
+
 async def import_shifts(
     session: AsyncSession,
     ctx: TenantContext,
@@ -409,6 +412,13 @@ async def import_shifts(
     for row_no, code in await repo.stage_problems(session, ctx):
         field, message = _MESSAGES[code]
         problems.append(RowProblem(row_no, code, message, field, line_of(row_no)))
+    # A row that repeats its stored shift exactly changes nothing, so it is no new
+    # booking (as a PATCH resending it): an agent, certification or project that
+    # changed state since does not refuse it, and a re-import stays idempotent.
+    state_rows = {p.row for p in problems if p.code in _BOOKING_STATE}
+    unchanged = await repo.stage_unchanged(session, ctx, sorted(state_rows))
+    if unchanged:
+        problems[:] = [p for p in problems if not (p.code in _BOOKING_STATE and p.row in unchanged)]
     # External ids are unique per tenant: a row may not take over a shift the
     # caller cannot see (a supervisor's other projects).
     scoped_caller = ctx.project_ids is not None or ctx.client_id is not None

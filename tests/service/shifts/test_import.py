@@ -474,3 +474,62 @@ async def test_an_agent_deleted_while_an_import_writes_is_409_not_500(
     assert response.status_code == 409, response.text
     assert response.json()["code"] == "schedule_changed"
     assert await count_shifts(db, floor) == 0
+
+
+async def test_a_reimport_is_idempotent_after_an_agent_left_or_a_project_closed(
+    client: AsyncClient, db: Database, floor: Floor
+) -> None:
+    """The same rows again change nothing, so they are not booked anew: an agent
+    deactivated, a certification ended or a project closed since does not
+    refuse them. A row that changes something is checked as a booking."""
+    (a, _), (b, _) = await seed_pool(db, floor.seed.id, 2, [floor.project_a, floor.project_b])
+    p, q = floor.project_a.id, floor.project_b.id
+    rows = [
+        row(str(a), p, at(0, 8), at(0, 12), "idem-a"),
+        row(str(b), p, at(0, 8), at(0, 12), "idem-b"),
+        row(str(b), q, at(1, 8), at(1, 12), "idem-q"),
+    ]
+    first = await client.post("/api/v1/shifts:batch", json={"rows": rows}, headers=floor.headers)
+    assert first.status_code == 200, first.text
+    assert first.json()["inserted"] == 3
+
+    left = await client.patch(
+        f"/api/v1/agents/{a}",
+        json={"status": "inactive"},
+        headers={**floor.headers, "If-Match": "*"},
+    )
+    assert left.status_code == 200, left.text
+    ended = await client.patch(
+        f"/api/v1/agents/{b}/certifications/{p}",
+        json={"certified_until": "2025-12-31"},
+        headers=floor.headers,
+    )
+    assert ended.status_code == 200, ended.text
+    async with db.admin_transaction() as admin:
+        await admin.execute(
+            text("update projects set status = 'inactive' where tenant_id = :t and id = :p"),
+            {"t": floor.seed.id, "p": q},
+        )
+
+    again = await client.post("/api/v1/shifts:batch", json={"rows": rows}, headers=floor.headers)
+    assert again.status_code == 200, again.text
+    assert (again.json()["unchanged"], again.json()["inserted"], again.json()["updated"]) == (
+        3,
+        0,
+        0,
+    )
+
+    changed = [
+        row(str(a), p, at(0, 8), at(0, 13), "idem-a"),
+        row(str(b), p, at(0, 8), at(0, 13), "idem-b"),
+        row(str(b), q, at(1, 8), at(1, 13), "idem-q"),
+    ]
+    refused = await client.post(
+        "/api/v1/shifts:batch", json={"rows": changed}, headers=floor.headers
+    )
+    assert refused.status_code == 422, refused.text
+    assert problems(refused.json()) == {
+        (1, "agent_inactive", None),
+        (2, "not_certified", None),
+        (3, "project_inactive", None),
+    }
