@@ -30,7 +30,7 @@ the other's open calls.
 
 Whole-file refusals (422, nothing written): an Amazon Connect file that is
 not valid JSON (the issues name line and column) and a CSV whose header
-lacks a mapped column, or that has no header at all (an empty file). Everything else is reported item by item while
+lacks a mapped column. Everything else is reported item by item while
 every valid record lands: parser issues and ingestion rejections both as
 `problems` naming `line` and/or `record` and the `field`.
 """

@@ -179,18 +179,9 @@ class CsvRecordParser:
         try:
             header = [h.strip() for h in next(reader)]
         except StopIteration:
-            header = []
+            return
         except csv.Error as error:
             yield ParseIssue(file=name, line=1, reason=f"unreadable CSV header: {error}")
-            return
-        if not header:
-            # An empty file (or a blank first line) has none of the mapped columns: refused
-            # like a header that lacks one, not read as a file with nothing to import.
-            yield ParseIssue(
-                file=name,
-                line=1,
-                reason="no header line (the file is empty or starts with a blank line)",
-            )
             return
         if header:  # a BOM left by an encoding other than utf-8-sig
             header[0] = header[0].lstrip("\ufeff")
