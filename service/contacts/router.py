@@ -18,7 +18,7 @@ from service.contacts.schemas import (
     inline_schema,
 )
 from service.contacts.uploads import UploadFormat, UploadIncomplete, upload_spec
-from service.core.db import Database, SessionDep
+from service.core.db import SessionDep
 from service.core.errors import require_json
 from service.core.idempotency import run_idempotent
 from tenants.context import TenantContext
@@ -51,14 +51,12 @@ async def ingest_contact_batch(
     row (from 1) with its field and reason; valid rows land."""
     require_json(request.headers.get("content-type"))
     body = await request.body()
-    db: Database = request.app.state.db
 
     async def handle() -> tuple[int, object]:
         receipt = await service.ingest_json_batch(session, ctx, body)
         return 200, receipt.as_dict()
 
     return await run_idempotent(
-        db,
         session,
         ctx.db_scope(),
         ctx.actor_id,
@@ -95,14 +93,12 @@ async def ingest_agent_state_batch(
     with their field while the valid ones land."""
     require_json(request.headers.get("content-type"))
     body = await request.body()
-    db: Database = request.app.state.db
 
     async def handle() -> tuple[int, object]:
         receipt = await service.ingest_agent_state_batch(session, ctx, body)
         return 200, receipt.as_dict()
 
     return await run_idempotent(
-        db,
         session,
         ctx.db_scope(),
         ctx.actor_id,
@@ -176,8 +172,8 @@ async def upload_contacts(
     per source and completed by the next file; meanwhile they count as "in queue". Answers
     the merged receipt, the parser's count of every line (used, ignored, unknown by event
     name; malformed) and each problem with its line or record and field. 422 for a file that
-    cannot be read as a whole (invalid JSON, a CSV without a header or whose header lacks a
-    mapped column) or an invalid option; 409 while another import of the same source runs."""
+    cannot be read as a whole (invalid JSON, a CSV header without a mapped column) or an
+    invalid option; 409 while another import of the same source runs."""
     spec = upload_spec(
         format_, file_name=filename, source=source, mapping=mapping, time_zone=time_zone
     )

@@ -308,3 +308,55 @@ async def test_an_answered_contact_without_answered_at_is_refused(
         (1, "answered_at"),
         (2, "answered_at"),
     ]
+
+
+async def test_more_keyed_batches_at_once_than_pooled_connections_all_land(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    """A keyed request took a second pooled connection (for the key's claim) while its own
+    transaction held one: as many keyed requests at once as the pool has connections each
+    held one and waited for a second, and every one of them answered 503 after the pool's
+    timeout. The key is claimed on the request's own connection now."""
+    site = await make_site(client, settings, db)
+    n = settings.database.pool_size + 2
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                "/api/v1/contacts:batch",
+                json={"records": [row(site, i)]},
+                headers={**bearer(site.seed.admin_token), "Idempotency-Key": f"pbx-{i}"},
+            )
+            for i in range(n)
+        )
+    )
+    assert [r.status_code for r in responses] == [200] * n, [r.text for r in responses]
+    assert await contacts_of(db, site) == n
+
+
+async def test_a_key_whose_request_failed_is_free_at_once(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    site = await make_site(client, settings, db)
+    headers = {**bearer(site.seed.admin_token), "Idempotency-Key": "retry-me"}
+    refused = await client.post(
+        "/api/v1/contacts:batch", json={"records": [{"x": 1}] * 10_001}, headers=headers
+    )
+    assert refused.status_code == 413
+    # The same key with a corrected body: a new request, not a reuse of the key.
+    body = {"records": [row(site, 1)]}
+    first = await client.post("/api/v1/contacts:batch", json=body, headers=headers)
+    assert (first.status_code, first.json()["accepted"]) == (200, 1)
+    replay = await client.post("/api/v1/contacts:batch", json=body, headers=headers)
+    assert replay.content == first.content
+    assert replay.headers["idempotent-replayed"] == "true"
+    # Per actor: an API token of the same tenant with the same key runs its own request.
+    created = await client.post(
+        "/api/v1/api-tokens",
+        json={"name": "pbx", "scopes": ["contacts:write"]},
+        headers=bearer(site.seed.admin_token),
+    )
+    token_headers = {**bearer(created.json()["token"]), "Idempotency-Key": "retry-me"}
+    other = await client.post("/api/v1/contacts:batch", json=body, headers=token_headers)
+    assert other.status_code == 200
+    assert other.json()["duplicates"] == 1
+    assert "idempotent-replayed" not in other.headers
