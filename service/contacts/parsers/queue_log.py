@@ -40,8 +40,10 @@ Agent states
 ------------
 AGENTLOGIN / AGENTCALLBACKLOGIN → available; AGENTLOGOFF /
 AGENTCALLBACKLOGOFF → logged_out (reason: the logoff reason); ADDMEMBER →
-available (not_ready when added paused), REMOVEMEMBER → logged_out, both for
-that queue; PAUSE / PAUSEALL → not_ready with the reason; UNPAUSE /
+available (not_ready when added paused), REMOVEMEMBER → logged_out when it
+leaves the agent in no queue the log has added it to (otherwise its state
+again, for a queue it is still in: an agent stays logged in while it is a
+member of any queue); PAUSE / PAUSEALL → not_ready with the reason; UNPAUSE /
 UNPAUSEALL → available; CONNECT → on_contact; the end of the call →
 available, or not_ready when the agent paused during it (acw is never
 emitted: queue_log does not record wrap-up). A pause during a call, or an
@@ -230,12 +232,21 @@ class _Call:
 
 
 class _Agent:
-    __slots__ = ("paused", "reason", "state")
+    __slots__ = ("paused", "queues", "reason", "state")
 
-    def __init__(self, state: str | None = None, paused: bool = False, reason: str | None = None):
+    def __init__(
+        self,
+        state: str | None = None,
+        paused: bool = False,
+        reason: str | None = None,
+        queues: list[str] | None = None,
+    ):
         self.state = state
         self.paused = paused
         self.reason = reason
+        # Queues ADDMEMBER put the agent in, oldest first (REMOVEMEMBER and logoff take
+        # them out): an agent removed from one queue is still logged in on the others.
+        self.queues: list[str] = queues or []
 
 
 _Handler = Callable[[float, str, str, str, str, list[str], str], bool]
@@ -463,7 +474,7 @@ class QueueLogParser:
                 callid: {"t": t, "record": record_to_json(record)}
                 for callid, (t, record) in self._exits.items()
             },
-            "agents": {k: [a.state, a.paused, a.reason] for k, a in self._agents.items()},
+            "agents": {k: [a.state, a.paused, a.reason, a.queues] for k, a in self._agents.items()},
         }
 
     def _load(self, state: dict[str, Any]) -> None:
@@ -482,7 +493,11 @@ class QueueLogParser:
             str(callid): (value["t"], record_from_json(value["record"]))
             for callid, value in state["exits"].items()
         }
-        self._agents = {str(k): _Agent(v[0], bool(v[1]), v[2]) for k, v in state["agents"].items()}
+        # A state saved before queues were tracked has three entries: no queue known.
+        self._agents = {
+            str(k): _Agent(v[0], bool(v[1]), v[2], [str(q) for q in v[3]] if len(v) > 3 else [])
+            for k, v in state["agents"].items()
+        }
 
     def open_records(self) -> list[ContactRecord]:
         """Provisional records of calls still open: `in_queue`, or answered and talking."""
@@ -969,7 +984,7 @@ class QueueLogParser:
         # AGENTCALLBACKLOGOFF: exten@context | logintime | reason
         reason = data[2] if event == "AGENTCALLBACKLOGOFF" and len(data) > 2 and data[2] else None
         a = self._agent(agent)
-        a.state, a.paused, a.reason = "logged_out", False, None
+        a.state, a.paused, a.reason, a.queues = "logged_out", False, None, []
         self._agent_event(agent, "logged_out", t, ref, queue, reason)
         return True
 
@@ -979,8 +994,12 @@ class QueueLogParser:
         if not self._agent_ok(agent, event, ref):
             return False
         a = self._agent(agent)
+        if queue not in a.queues:
+            a.queues.append(queue)
         a.paused = bool(data) and data[0] == "PAUSED"
         a.reason = None
+        if a.state == "on_contact":
+            return True  # the call's end sets the state
         a.state = "not_ready" if a.paused else "available"
         self._agent_event(agent, "not_ready" if a.paused else "available", t, ref, queue, None)
         return True
@@ -991,6 +1010,13 @@ class QueueLogParser:
         if not self._agent_ok(agent, event, ref):
             return False
         a = self._agent(agent)
+        if queue in a.queues:
+            a.queues.remove(queue)
+        if a.queues:
+            # Still a member elsewhere: logged in, now for the queue it joined last.
+            if a.state not in (None, "logged_out", "on_contact"):
+                self._agent_event(agent, a.state, t, ref, a.queues[-1], a.reason)  # type: ignore[arg-type]
+            return True
         a.state, a.paused, a.reason = "logged_out", False, None
         self._agent_event(agent, "logged_out", t, ref, queue, None)
         return True

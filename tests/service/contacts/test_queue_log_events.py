@@ -346,3 +346,33 @@ def test_site_custom_events_can_be_declared_ignored_on_purpose() -> None:
     assert parser.stats.ignored == Counter({"OUTDIAL": 1, "OUTANSWER": 1})
     assert not parser.stats.unknown
     assert items == []
+
+
+def test_an_agent_removed_from_one_queue_stays_logged_in_on_the_others() -> None:
+    items, _ = parse(
+        log(
+            "0|NONE|sales|SIP/1|ADDMEMBER|",
+            "1|NONE|support|SIP/1|ADDMEMBER|",
+            "5|NONE|sales|SIP/1|PAUSE|coaching",
+            "10|NONE|support|SIP/1|REMOVEMEMBER|",  # still in sales: paused there
+            "20|1.1|sales|NONE|ENTERQUEUE||555|1",
+            "21|NONE|sales|SIP/1|UNPAUSE|",
+            "22|1.1|sales|SIP/1|CONNECT|2|1.2|1",
+            "25|NONE|support|SIP/1|ADDMEMBER|",  # during the call: no state of its own
+            "30|1.1|sales|SIP/1|COMPLETECALLER|2|8|1",
+            "40|NONE|sales|SIP/1|REMOVEMEMBER|",  # still in support
+            "50|NONE|support|SIP/1|REMOVEMEMBER|",  # in no queue now
+        )
+    )
+    events = [i for i in items if isinstance(i, AgentStateEvent)]
+    assert [(e.state, e.reason, e.queue_key, e.at) for e in events] == [
+        ("available", None, "sales", at(0)),
+        ("available", None, "support", at(1)),
+        ("not_ready", "coaching", "sales", at(5)),
+        ("not_ready", "coaching", "sales", at(10)),
+        ("available", None, "sales", at(21)),
+        ("on_contact", None, "sales", at(22)),
+        ("available", None, "sales", at(30)),
+        ("available", None, "support", at(40)),
+        ("logged_out", None, "support", at(50)),
+    ]

@@ -210,3 +210,34 @@ def test_state_is_plain_json_and_versioned() -> None:
     assert state["version"] == 1
     assert state["watermark"]["time"] == 1543942851  # line 1000
     assert len(state["calls"]) == 4
+
+
+def test_queue_memberships_outlive_the_file() -> None:
+    first = [
+        "1700000000|NONE|sales|SIP/1|ADDMEMBER|\n",
+        "1700000001|NONE|support|SIP/1|ADDMEMBER|\n",
+    ]
+    second = [
+        "1700000100|NONE|support|SIP/1|REMOVEMEMBER|\n",  # still in sales
+        "1700000200|NONE|sales|SIP/1|REMOVEMEMBER|\n",
+    ]
+    items, _ = run([("1", first), ("2", second)])
+    states = [(e.state, e.queue_key) for e in items if isinstance(e, AgentStateEvent)]
+    assert states == [
+        ("available", "sales"),
+        ("available", "support"),
+        ("available", "sales"),
+        ("logged_out", "sales"),
+    ]
+
+
+def test_a_state_saved_before_memberships_were_kept_still_loads() -> None:
+    parser = QueueLogParser()
+    list(parser.parse(["1700000000|NONE|sales|SIP/1|ADDMEMBER|\n"], "1"))
+    state = json.loads(json.dumps(parser.state()))
+    state["agents"] = {k: v[:3] for k, v in state["agents"].items()}  # the old three entries
+    later = QueueLogParser(state=state)
+    items = list(later.parse(["1700000100|NONE|sales|SIP/1|REMOVEMEMBER|\n"], "2"))
+    assert [(e.state, e.queue_key) for e in items if isinstance(e, AgentStateEvent)] == [
+        ("logged_out", "sales")
+    ]
