@@ -140,13 +140,18 @@ async def is_certified(
     ctx: TenantContext,
     agent_id: uuid.UUID,
     project_id: uuid.UUID,
-    on: date,
+    first_day: date,
+    last_day: date,
 ) -> bool:
+    """Certified on every local day the shift touches (a night shift's second day too)."""
     stmt = scoped(Certification, ctx).where(
         col(Certification.agent_id) == agent_id,
         col(Certification.project_id) == project_id,
-        col(Certification.certified_from) <= on,
-        or_(col(Certification.certified_until).is_(None), col(Certification.certified_until) >= on),
+        col(Certification.certified_from) <= first_day,
+        or_(
+            col(Certification.certified_until).is_(None),
+            col(Certification.certified_until) >= last_day,
+        ),
     )
     return (await session.execute(stmt.exists().select())).scalar() is True
 
@@ -436,8 +441,9 @@ async def stage_overlapping_agents(session: AsyncSession) -> list[uuid.UUID]:
 
 
 async def stage_problems(session: AsyncSession, ctx: TenantContext) -> list[tuple[int, str]]:
-    """(row, problem code) for rows whose agent or certification is wrong
-    (the certification on the local date of the start, in the project's zone)."""
+    """(row, problem code) for rows whose agent or certification is wrong (the
+    certification must hold on every local day of the shift, in the project's zone:
+    from the day it starts to the day of its last instant)."""
     result = await session.execute(
         text(
             f"""
@@ -452,7 +458,8 @@ async def stage_problems(session: AsyncSession, ctx: TenantContext) -> list[tupl
                       and s.activity <> 'training'
                       and (c.agent_id is null
                            or c.certified_from > (s.starts_at at time zone s.time_zone)::date
-                           or c.certified_until < (s.starts_at at time zone s.time_zone)::date)
+                           or c.certified_until
+                              < ((s.ends_at - interval '1 microsecond') at time zone s.time_zone)::date)
                      then 'not_certified'
                    end as certification_problem
             from {STAGE} s

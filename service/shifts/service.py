@@ -143,11 +143,13 @@ async def _check_booking(
         raise AgentInactive("The agent is inactive.", field="agent_id")
     if booking.activity == "training":
         return
-    on = local_date(booking.starts_at, zone(booking.project.time_zone))
-    if not await repo.is_certified(session, ctx, agent.id, booking.project.id, on):
+    tz = zone(booking.project.time_zone)
+    on = local_date(booking.starts_at, tz)
+    last = local_date(booking.ends_at - timedelta(microseconds=1), tz)
+    if not await repo.is_certified(session, ctx, agent.id, booking.project.id, on, last):
+        days = on.isoformat() if last == on else f"{on.isoformat()} to {last.isoformat()}"
         raise AgentNotCertified(
-            f"The agent is not certified for this project on {on.isoformat()} "
-            "(only training may be booked).",
+            f"The agent is not certified for this project on {days} (only training may be booked).",
             field="project_id",
             date=on.isoformat(),
         )

@@ -533,3 +533,29 @@ async def test_a_reimport_is_idempotent_after_an_agent_left_or_a_project_closed(
         (2, "not_certified", None),
         (3, "project_inactive", None),
     }
+
+
+async def test_an_imported_night_shift_needs_the_certification_on_its_second_day(
+    client: AsyncClient, db: Database, floor: Floor
+) -> None:
+    pool = await seed_pool(db, floor.seed.id, 2, [floor.project_a])
+    for agent, _ in pool:
+        ended = await client.patch(
+            f"/api/v1/agents/{agent}/certifications/{floor.project_a.id}",
+            json={"certified_until": at(0, 0).date().isoformat()},
+            headers=floor.headers,
+        )
+        assert ended.status_code == 200, ended.text
+    (_, first), (_, second) = pool
+    rows = [
+        # Its last instant is on the certified day.
+        row(first, floor.project_a.id, at(0, 16), at(1, 0), "until-midnight"),
+        # Runs into the next day, when the certification has ended.
+        row(second, floor.project_a.id, at(0, 22), at(1, 6), "overnight"),
+    ]
+    response = await client.post(
+        "/api/v1/shifts:batch", json={"rows": rows, "mode": "valid_rows"}, headers=floor.headers
+    )
+    assert response.status_code == 200, response.text
+    assert problems(response.json()) == {(2, "not_certified", None)}
+    assert set(await stored(db, floor)) == {"until-midnight"}

@@ -182,6 +182,36 @@ async def test_an_ended_certification_does_not_count(client: AsyncClient, floor:
     assert after.json()["code"] == "agent_not_certified"
 
 
+async def test_a_night_shift_needs_the_certification_on_its_second_day_too(
+    client: AsyncClient, floor: Floor
+) -> None:
+    agent = await make_agent(client, floor.token)
+    await certify(
+        client,
+        floor.token,
+        agent["id"],
+        floor.project_a.id,
+        "2026-01-01",
+        certified_until="2026-03-31",
+    )
+    # 22:00 on the last certified day until 06:00 the next day (project in UTC).
+    overnight = await client.post(
+        "/api/v1/shifts",
+        json=shift(agent, floor.project_a.id, "2026-03-31T22:00:00Z", "2026-04-01T06:00:00Z"),
+        headers=floor.headers,
+    )
+    assert overnight.status_code == 422, overnight.text
+    assert overnight.json()["code"] == "agent_not_certified"
+    assert "2026-03-31 to 2026-04-01" in overnight.json()["detail"]
+    # Ending at midnight, its last instant is still on the certified day.
+    until_midnight = await client.post(
+        "/api/v1/shifts",
+        json=shift(agent, floor.project_a.id, "2026-03-31T16:00:00Z", "2026-04-01T00:00:00Z"),
+        headers=floor.headers,
+    )
+    assert until_midnight.status_code == 201, until_midnight.text
+
+
 async def test_bad_times_and_references_are_422(client: AsyncClient, floor: Floor) -> None:
     agent = await certified_agent(client, floor)
     cases = [
