@@ -221,3 +221,30 @@ async def delete_certification_row(
 ) -> None:
     await session.delete(certification)
     await session.flush()
+
+
+async def attribute_contacts(
+    session: AsyncSession, ctx: TenantContext, external_ids: Sequence[str]
+) -> int:
+    """Give the contacts that landed with one of these agent keys and no agent to
+    the agent that now holds the key (by ingestion's rule: the key's first system
+    in name order); returns how many. Served by `contacts_unmapped_agent`."""
+    if not external_ids:
+        return 0
+    result = await session.execute(
+        text(
+            """
+            update contacts c set agent_id = ax.agent_id
+            from (
+              select distinct on (e.external_id) e.external_id, e.agent_id
+              from agent_external_ids e
+              where e.tenant_id = :t and e.external_id = any(:keys)
+              order by e.external_id, e.system
+            ) ax
+            where c.tenant_id = :t and c.agent_id is null and c.agent_key is not null
+              and c.agent_key = ax.external_id
+            """
+        ),
+        {"t": ctx.tenant_id, "keys": sorted(set(external_ids))},
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -129,6 +129,7 @@ async def create_agent(session: AsyncSession, ctx: TenantContext, data: AgentCre
             )
             for system, external_id in data.external_ids.items()
         )
+    await repo.attribute_contacts(session, ctx, list(data.external_ids.values()))
     return agent_read(agent, data.external_ids)
 
 
@@ -195,6 +196,10 @@ async def update_agent(
             )
         agent.version += 1
         agent.updated_at = utcnow()
+    if external_ids is not None:
+        # Contacts that landed with a key nobody held are this agent's now.
+        added = set(external_ids.values()) - {r.external_id for r in current}
+        await repo.attribute_contacts(session, ctx, sorted(added))
     ids = await repo.external_ids_of(session, ctx, [agent.id])
     return agent_read(agent, ids[agent.id])
 
