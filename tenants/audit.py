@@ -68,6 +68,19 @@ def _summary(obj: Any, *, changed_only: bool) -> dict[str, Any]:
     return out
 
 
+def _deleted_summary(obj: Any) -> dict[str, Any]:
+    """What a deleted row held, from the values already loaded (no query in a flush)."""
+    state = inspect(obj)
+    loaded = state.dict
+    return {
+        attr.key: _plain(loaded[attr.key])
+        for attr in state.mapper.column_attrs
+        if attr.key in loaded
+        and attr.key != "tenant_id"
+        and not any(s in attr.key for s in _SECRET_FIELDS)
+    }
+
+
 def _object_id(obj: Any) -> str | None:
     value = getattr(obj, "id", None) or getattr(obj, "kid", None)
     return str(value) if value is not None else None
@@ -112,7 +125,7 @@ def _audit_writes(session: Session, flush_context: UOWTransaction, instances: An
                     request_id=request_id,
                     summary=_summary(obj, changed_only=verb == "update")
                     if verb != "delete"
-                    else {},
+                    else _deleted_summary(obj),
                 )
             )
     for entry in entries:

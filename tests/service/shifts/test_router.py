@@ -348,6 +348,39 @@ async def test_resending_a_shifts_booking_unchanged_is_no_rebooking(
     assert moved.json()["code"] == "agent_not_certified"
 
 
+async def test_a_deleted_shift_is_in_the_audit_log_with_what_it_held(
+    client: AsyncClient, floor: Floor
+) -> None:
+    agent = await certified_agent(client, floor)
+    booked = await client.post(
+        "/api/v1/shifts",
+        json={
+            **shift(agent, floor.project_a.id, "2026-04-07T08:00:00Z", "2026-04-07T12:00:00Z"),
+            "note": "cover for Ana",
+        },
+        headers=floor.headers,
+    )
+    assert booked.status_code == 201, booked.text
+    shift_id = booked.json()["id"]
+    deleted = await client.delete(
+        f"/api/v1/shifts/{shift_id}", headers={**floor.headers, "If-Match": 'W/"1"'}
+    )
+    assert deleted.status_code == 204
+    log = await client.get("/api/v1/audit-log", headers=floor.headers)
+    assert log.status_code == 200, log.text
+    entry = next(
+        i
+        for i in log.json()["items"]
+        if i["action"] == "shifts.delete" and i["object_id"] == shift_id
+    )
+    summary = entry["summary"]
+    assert summary["agent_id"] == agent["id"]
+    assert summary["project_id"] == str(floor.project_a.id)
+    assert summary["starts_at"].startswith("2026-04-07 08:00:00")
+    assert summary["note"] == "cover for Ana"
+    assert "tenant_id" not in summary
+
+
 async def test_update_with_etag_and_overlap_rules(client: AsyncClient, floor: Floor) -> None:
     agent = await certified_agent(client, floor)
     first = (
