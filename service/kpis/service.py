@@ -62,18 +62,20 @@ def _read(value: KpiValue) -> KpiRead:
 def terms_from_query(
     q: KpiQuery, contract_sl: dict[str, object] | None, contract_timeouts: bool | None
 ) -> tuple[ContractTerms, str]:
-    """The query's variant if it names one, else the contract's formula, else the default (SL1, 20 s, 5 s)."""
+    """The contract's formula (else the default: SL1, 20 s, 5 s) with what the query
+    names in its place: `sl` a preset's numerator and denominator, `t` the threshold,
+    `short_abandon_s` the short-abandon bound. What the query does not name stays the
+    contract's (asking for T = 30 s keeps the contract's preset and short abandons)."""
     source = (
         "query"
         if any(v is not None for v in (q.sl, q.t, q.short_abandon_s))
         else ("contract" if contract_sl else "default")
     )
     try:
-        spec: dict[str, object] = (
-            dict(contract_sl) if (contract_sl and source != "query") else {"preset": q.sl or "SL1"}
-        )
+        spec: dict[str, object] = dict(contract_sl) if contract_sl else {"preset": "SL1"}
         if q.sl is not None:
-            spec = {"preset": q.sl}
+            kept = ("threshold_s", "short_abandon_s", "aggregation")
+            spec = {"preset": q.sl, **{k: spec[k] for k in kept if k in spec}}
         if q.t is not None:
             spec["threshold_s"] = q.t
         if q.short_abandon_s is not None:

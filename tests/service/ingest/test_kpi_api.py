@@ -243,3 +243,33 @@ async def test_projects_in_other_zones_add_up_in_one_bucket_and_in_many(
     )
     assert by_day.json()["total"]["offered"]["value"] == 4
     assert [b["kpis"]["offered"]["value"] for b in by_day.json()["buckets"]] == [0, 4, 0, 0]
+
+
+async def test_a_query_variant_replaces_only_what_it_names(client: AsyncClient, site: Site) -> None:
+    """The contract says SL3, T = 20 s, short abandons kept (0 s); a query naming only
+    `t` or only `sl` keeps the rest of the contract's terms."""
+    created = await client.post(
+        "/api/v1/contracts",
+        json={
+            "project_id": str(site.project_id),
+            "effective_from": "2026-03-01",
+            "short_abandon_s": 0,
+            "targets": [
+                {"kpi": "service_level", "formula": "SL3", "threshold_s": 20, "target": 0.8}
+            ],
+        },
+        headers=bearer(site.seed.admin_token),
+    )
+    assert created.status_code == 201, created.text
+    body = await kpis(client, site, t=30)
+    assert body["terms"]["source"] == "query"
+    assert body["terms"]["expression"] == "A_T / A"
+    assert body["terms"]["service_level"]["threshold_s"] == 30
+    assert body["terms"]["service_level"]["short_abandon_s"] == 0
+    # SL3, T = 30: both answers (10 s, 25 s) within T of A = 2; O keeps the 3 s abandon.
+    assert body["total"]["service_level"]["value"] == pytest.approx(1.0)
+    assert body["total"]["offered"]["value"] == 4
+    body = await kpis(client, site, sl="SL1")
+    assert body["terms"]["service_level"]["threshold_s"] == 20
+    # SL1, T = 20, short abandons kept: A_T = 1 (10 s) of A + Ab = 2 + 2.
+    assert body["total"]["service_level"]["value"] == pytest.approx(1 / 4)
