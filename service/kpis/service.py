@@ -263,6 +263,9 @@ async def kpi_report(
     per_group: dict[str | None, dict[Bucket, list[KpiSums]]] = defaultdict(
         lambda: defaultdict(list)
     )
+    # A mean of interval ratios averages one ratio per interval: its total merges the
+    # groups' sums of each interval first (read where intervals are read, below).
+    by_interval: dict[datetime, list[KpiSums]] = defaultdict(list)
     ids = [p.id for p in projects]
     if ids and q.group_by == "agent":
         raw = await repository.raw_sums(
@@ -272,6 +275,7 @@ async def kpi_report(
             per_group[str(agent) if agent else None][bucket_of(instant, granularity, zone)].append(
                 sums
             )
+            by_interval[instant].append(sums)
     elif ids:
         # A mean of interval ratios needs the intervals themselves.
         daily_ok = (
@@ -402,6 +406,7 @@ async def kpi_report(
             )
             for (instant, channel), sums in rows.items():
                 per_group[channel][bucket_of(instant, granularity, zone)].append(sums)
+                by_interval[instant].append(sums)
 
     wanted = q.kpis or list(QUEUE_KPIS)
 
@@ -443,11 +448,16 @@ async def kpi_report(
                 )
             )
     everything = [s for g in per_group.values() for parts in g.values() for s in parts]
+    intervals = (
+        [KpiSums.merge(parts) for _, parts in sorted(by_interval.items())]
+        if by_interval and terms.service_level.aggregation == "mean_of_intervals"
+        else everything
+    )
     # One bucket of one group (a month): the total is that bucket, computed once.
     overall = (
         computed[0]
         if len(computed) == 1
-        else values(KpiSums.merge(everything), everything or [KpiSums()])
+        else values(KpiSums.merge(everything), intervals or [KpiSums()])
     )
     total = {k: _read(overall[k]) for k in wanted}
     sl = terms.service_level

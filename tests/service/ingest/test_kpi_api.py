@@ -273,3 +273,50 @@ async def test_a_query_variant_replaces_only_what_it_names(client: AsyncClient, 
     assert body["terms"]["service_level"]["threshold_s"] == 20
     # SL1, T = 20, short abandons kept: A_T = 1 (10 s) of A + Ab = 2 + 2.
     assert body["total"]["service_level"]["value"] == pytest.approx(1 / 4)
+
+
+async def test_a_mean_of_interval_ratios_by_channel_totals_one_ratio_per_interval(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    site = await make_site(client, settings, db)
+    created = await client.post(
+        "/api/v1/contracts",
+        json={
+            "project_id": str(site.project_id),
+            "effective_from": "2026-05-01",
+            "targets": [
+                {
+                    "kpi": "service_level",
+                    "formula": {"aggregation": "mean_of_intervals"},
+                    "threshold_s": 20,
+                    "target": 0.8,
+                }
+            ],
+        },
+        headers=bearer(site.seed.admin_token),
+    )
+    assert created.status_code == 201, created.text
+    nine = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
+    await push(
+        client,
+        site,
+        [
+            # 09:00-09:15: one voice call within T, three chats after it: 1/4.
+            contact(site, 1, "answered", 10, nine, channel="voice"),
+            *(contact(site, n, "answered", 30, nine, channel="chat") for n in (2, 3, 4)),
+            # 09:15-09:30: one voice abandon after T: 0/1.
+            contact(site, 5, "abandoned", 40, nine + timedelta(minutes=15), channel="voice"),
+        ],
+    )
+    for group_by in (None, "channel", "agent"):
+        params = {"from": "2026-05-04", "to": "2026-05-05"}
+        if group_by:
+            params["group_by"] = group_by
+        response = await client.get(
+            f"/api/v1/projects/{site.project_id}/kpis",
+            params=params,
+            headers=bearer(site.seed.admin_token),
+        )
+        assert response.status_code == 200, response.text
+        total = response.json()["total"]["service_level"]["value"]
+        assert total == pytest.approx((1 / 4 + 0) / 2), group_by
