@@ -293,6 +293,34 @@ async def seed_agents(env: SeedEnv, w: World) -> None:
             agent_id=agent["id"],
             project_id=project,
         )
+    # An agent of client 1 only: the pool is the tenant's, but a client viewer sees only
+    # the agents certified for its client, so to client 2's viewer this one does not exist.
+    label = CLIENT_LABELS[0]
+    project = w.projects_of_client[label]
+    own_external, own_external_2 = f"ext-{secrets.token_hex(6)}", f"ext-{secrets.token_hex(6)}"
+    only = await env.call(
+        w,
+        "POST",
+        "/agents",
+        {
+            "name": f"{w.client_marker(label)} agent",
+            "external_ids": {"pbx": own_external, "acd": own_external_2},
+        },
+    )
+    await env.call(
+        w,
+        "POST",
+        f"/agents/{only['id']}/certifications",
+        {"project_id": str(project), "certified_from": "2026-01-01"},
+    )
+    w.add(
+        "agents",
+        only["id"],
+        client=label,
+        external_id=own_external,
+        external_id_2=own_external_2,
+        name=only["name"],
+    )
 
 
 @seeder
