@@ -33,6 +33,7 @@ from pydantic import (
 
 from service.kpis.formulas import PRESETS as SL_PRESETS
 from service.kpis.formulas import ServiceLevelFormula as SlFormula
+from service.kpis.sums import LAST_MINUTE_EDGE, LAST_SECOND_EDGE, is_on_grid
 
 Kpi = Literal[
     "service_level",
@@ -269,7 +270,15 @@ class Target(_Strict):
             raise ValueError("service_level needs threshold_s (T, seconds)")
         if value is not None and inner is not None and value != inner:
             raise ValueError("differs from formula.threshold_s")
-        return value if value is not None else inner
+        threshold = value if value is not None else inner
+        if threshold is not None and not is_on_grid(threshold):
+            # The wait histograms answer T exactly on their grid only; a contract
+            # off it could never be reported (every KPI read of the project: 422).
+            raise ValueError(
+                f"T = {threshold} s: thresholds are whole seconds up to {LAST_SECOND_EDGE} s, "
+                f"whole minutes up to {LAST_MINUTE_EDGE} s and whole hours beyond"
+            )
+        return threshold
 
     @field_validator("comparator")
     @classmethod

@@ -229,6 +229,13 @@ async def test_validation_names_the_field(client: AsyncClient, settings: Setting
             "targets.0.target",
         ),
         ({"targets": [{**SL, "threshold_s": 0}]}, "validation_failed", "targets.0.threshold_s"),
+        # Off the wait histograms' grid (whole minutes past an hour): never reportable.
+        ({"targets": [{**SL, "threshold_s": 3601}]}, "validation_failed", "targets.0.threshold_s"),
+        (
+            {"targets": [{**SL, "threshold_s": None, "formula": {"threshold_s": 86_430}}]},
+            "validation_failed",
+            "targets.0.threshold_s",
+        ),
         ({"targets": [{**SL, "formula": "SL7"}]}, "validation_failed", "targets.0.formula"),
         ({"targets": [{"kpi": "speed", "target": 1}]}, "validation_failed", "targets.0.kpi"),
         ({"targets": []}, "validation_failed", "targets"),
