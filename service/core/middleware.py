@@ -67,7 +67,12 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_headers = dict(scope["headers"])
+        incoming = request_headers.get(b"x-request-id", b"").decode("latin-1")
+        # An answer for a caller (a token or a cookie) is that caller's: no shared
+        # cache may keep it, and no browser should either, unless the route says
+        # otherwise (KPI answers: `private, no-cache` with an ETag).
+        personal = b"authorization" in request_headers or b"cookie" in request_headers
         request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
@@ -81,10 +86,10 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
-                message["headers"] = [
-                    *message.get("headers", []),
-                    (b"x-request-id", request_id.encode()),
-                ]
+                headers = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                if personal and not any(k.lower() == b"cache-control" for k, _ in headers):
+                    headers.append((b"cache-control", b"private, no-store"))
+                message["headers"] = headers
             await send(message)
 
         try:
