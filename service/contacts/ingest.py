@@ -544,14 +544,16 @@ from stage_verdicts v where v.verdict = 'new'
 # Only where the key is still what the batch was classified against: a row lock
 # taken here serializes concurrent corrections of one contact, and a key changed
 # meanwhile leaves the count short (the batch is classified again).
-UPDATE_KEYS = """
-update contact_keys k
-set queued_at = v.queued_at, source_version = v.source_version, content_hash = v.content_hash
+_KEY_UNCHANGED = """
 from stage_verdicts v
-where v.verdict = 'update' and k.tenant_id = :t and k.project_id = v.project_id
+where {rows} and k.tenant_id = :t and k.project_id = v.project_id
   and k.external_id = v.external_id and k.contact_id = v.old_id
   and k.content_hash = v.old_hash and k.source_version is not distinct from v.old_version
 """
+UPDATE_KEYS = """
+update contact_keys k
+set queued_at = v.queued_at, source_version = v.source_version, content_hash = v.content_hash
+""" + _KEY_UNCHANGED.format(rows="v.verdict = 'update'")
 
 # Duplicates with a newer version: the key and the stored row take the version (nothing
 # else changes, the rollups neither). Guarded like UPDATE_KEYS: a key changed since the
@@ -559,11 +561,7 @@ where v.verdict = 'update' and k.tenant_id = :t and k.project_id = v.project_id
 BUMP_KEYS = """
 update contact_keys k
 set source_version = v.source_version
-from stage_verdicts v
-where v.version_ahead and k.tenant_id = :t and k.project_id = v.project_id
-  and k.external_id = v.external_id and k.contact_id = v.old_id
-  and k.content_hash = v.old_hash and k.source_version is not distinct from v.old_version
-"""
+""" + _KEY_UNCHANGED.format(rows="v.version_ahead")
 
 BUMP_CONTACTS = """
 update contacts c
