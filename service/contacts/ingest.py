@@ -26,6 +26,9 @@ set-wise, in the caller's transaction and under its tenant scope:
    and record what changed in `contact_corrections`.
 5. The rollups move in the same transaction: the old version of a corrected
    contact is subtracted from its buckets, every new version added.
+6. FCR by repeat: the contacts of the batch's customers within reach (the
+   longest FCR window) get their `repeat_days` recomputed, and the daily
+   repeat counts move by what changed (`service/kpis/rollups.py`).
 
 Decision rule for "newer": both versions carry a `source_version` → the
 higher wins (equal and different content: the later arrival wins);
@@ -53,7 +56,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.contacts.errors import ConcurrentImport
 from service.contacts.records import ContactRecord
 from service.core.db import violation_of
-from service.kpis.rollups import apply_ingest_delta
+from service.kpis.rollups import apply_ingest_delta, apply_repeat_changes
 from service.kpis.sums import InvalidContact, duration_ms
 
 STAGE_COLUMNS = (
@@ -388,6 +391,7 @@ async def _write(session: AsyncSession, classify: str, params: dict[str, Any]) -
     if updates:
         await session.execute(text(RECORD_CORRECTIONS), params)
     await apply_ingest_delta(session, params["t"], corrections=bool(updates))
+    await apply_repeat_changes(session, params["t"], corrections=bool(updates))
     return verdicts
 
 
@@ -535,9 +539,9 @@ CLASSIFY_RANKED = _CLASSIFY.format(
 
 INSERT_KEYS = """
 insert into contact_keys (tenant_id, project_id, external_id, client_id, contact_id,
-  queued_at, source_version, content_hash)
+  queued_at, source_version, content_hash, customer_key)
 select :t, v.project_id, v.external_id, v.client_id, v.new_id, v.queued_at, v.source_version,
-  v.content_hash
+  v.content_hash, v.customer_key
 from stage_verdicts v where v.verdict = 'new'
 """
 
@@ -552,7 +556,8 @@ where {rows} and k.tenant_id = :t and k.project_id = v.project_id
 """
 UPDATE_KEYS = """
 update contact_keys k
-set queued_at = v.queued_at, source_version = v.source_version, content_hash = v.content_hash
+set queued_at = v.queued_at, source_version = v.source_version, content_hash = v.content_hash,
+  customer_key = v.customer_key, repeat_days = null
 """ + _KEY_UNCHANGED.format(rows="v.verdict = 'update'")
 
 # Duplicates with a newer version: the key and the stored row take the version (nothing
@@ -609,7 +614,7 @@ select :t, v.new_id, o.id, o.project_id, o.client_id, o.external_id, o.source_ve
     from jsonb_each(to_jsonb(o)) b
     join jsonb_each(to_jsonb(c)) n using (key)
     where b.value is distinct from n.value
-      and n.key not in ('ingested_at', 'updated_at', 'raw_ref', 'source_version')
+      and n.key not in ('ingested_at', 'updated_at', 'raw_ref', 'source_version', 'repeat_days')
   ), '{}'::jsonb)
 from stage_old o
 join stage_verdicts v on v.old_id = o.id and v.verdict = 'update'

@@ -33,6 +33,7 @@ from enum import StrEnum
 from typing import Final, Literal, cast, get_args
 
 from service.kpis.sums import (
+    MAX_FCR_WINDOW_DAYS,
     OTHER_EXITS,
     UNSERVED_EXITS,
     KpiSums,
@@ -259,6 +260,14 @@ class ContractTerms:
 
     service_level: ServiceLevelFormula = field(default_factory=ServiceLevelFormula)
     timeouts_as_abandons: bool = False
+    # FCR by repeat: a further contact of the customer within this many days
+    # means the first was not resolved (KPIS.md; contracts: 1 to 90, default 7).
+    fcr_window_days: int = 7
+
+    def __post_init__(self) -> None:
+        w = self.fcr_window_days
+        if isinstance(w, bool) or not isinstance(w, int) or not 1 <= w <= MAX_FCR_WINDOW_DAYS:
+            raise FormulaError(f"fcr_window_days {w!r}: whole days from 1 to {MAX_FCR_WINDOW_DAYS}")
 
     @property
     def short_abandon_s(self) -> int:
@@ -690,39 +699,55 @@ class RepeatFcr:
     evaluated: int  # answered contacts without a flag whose window has closed
 
 
-def first_contact_resolution(resolved: int, known: int, *, formula: str | None = None) -> KpiValue:
+def first_contact_resolution(
+    resolved: int, known: int, *, formula: str | None = None, window_days: int | None = None
+) -> KpiValue:
     """FCR = resolved on first contact / answered contacts whose resolution is known."""
     if not 0 <= resolved <= known:
         raise FormulaError(f"FCR: resolved {resolved} outside 0..{known}")
+    machine: dict[str, JsonValue] = {"numerator": "fcr_resolved", "denominator": "fcr_known"}
+    if window_days is not None:
+        machine["fcr_window_days"] = window_days
     return _ratio(
         "fcr",
         resolved,
         known,
         formula or "resolved on first contact / answered contacts with a known resolution",
-        {"numerator": "fcr_resolved", "denominator": "fcr_known"},
+        machine,
     )
+
+
+def repeat_fcr(sums: KpiSums, window_days: int) -> RepeatFcr:
+    """The answered contacts without a flag but with a customer key, and those of them
+    whose customer made no further contact on the project within `window_days`."""
+    repeated = sum(n for d, n in sums.fcr_repeats.items() if d <= window_days)
+    return RepeatFcr(resolved=sums.fcr_repeat_known - repeated, evaluated=sums.fcr_repeat_known)
 
 
 def fcr(
     sums: KpiSums, terms: ContractTerms = DEFAULT_TERMS, repeat: RepeatFcr | None = None
 ) -> KpiValue:
-    """FCR by the contact's flag, plus the repeat-based counts for the unflagged.
-
-    With every contact flagged (or `repeat` covering the rest) the denominator
-    is A, as KPIS.md writes it; flag-only, it is the flagged answered contacts.
+    """FCR by the contact's flag where the source gives one, else by repeat (KPIS.md):
+    resolved when the customer makes no further contact on the project within the
+    contract's `fcr_window_days`. The denominator is A less the answered contacts that
+    can be judged neither way (no flag and no customer key). `repeat` overrides the
+    counts by repeat (default: from `sums` and the terms' window).
     """
     if repeat is None:
-        return first_contact_resolution(
-            sums.fcr_resolved,
-            sums.fcr_known,
-            formula="resolved on first contact (flag) / answered contacts with a flag",
-        )
+        repeat = repeat_fcr(sums, terms.fcr_window_days)
     if repeat.evaluated > sums.count(Outcome.ANSWERED) - sums.fcr_known:
         raise FormulaError("FCR: more repeat-evaluated contacts than unflagged answered ones")
+    if not 0 <= repeat.resolved <= repeat.evaluated:
+        raise FormulaError(f"FCR: {repeat.resolved} resolved of {repeat.evaluated} by repeat")
     return first_contact_resolution(
         sums.fcr_resolved + repeat.resolved,
         sums.fcr_known + repeat.evaluated,
-        formula="resolved on first contact (flag, else no repeat within fcr_window) / A",
+        formula=(
+            "resolved on first contact (the source's flag, else no further contact of the"
+            f" customer on the project within {terms.fcr_window_days} days) / answered"
+            " contacts with a flag or a customer key"
+        ),
+        window_days=terms.fcr_window_days,
     )
 
 

@@ -37,7 +37,9 @@ _WAITS_OF: dict[str, tuple[str, str]] = {
 }
 
 
-def _row(sums: dict[str, Any] | None, cells: Cells | None) -> dict[str, Any]:
+def _row(
+    sums: dict[str, Any] | None, cells: Cells | None, repeats: Repeats | None = None
+) -> dict[str, Any]:
     row: dict[str, Any] = {"grid_version": GRID_VERSION}
     base = sums or {}
     for c in SUM_COLUMNS:
@@ -56,6 +58,7 @@ def _row(sums: dict[str, Any] | None, cells: Cells | None) -> dict[str, Any]:
         exact[code] = bool(max_exact[i]) and m is not None
     row["wait_max_ms"] = maxes
     row["wait_max_exact"] = exact
+    row["fcr_repeat_days"], row["fcr_repeat_count"] = repeats or ([], [])
     return row
 
 
@@ -69,6 +72,8 @@ WaitRow = tuple[int, int, int, int, int | None, bool]
 # A bucket's histogram as six parallel lists sorted by (outcome, edge): outcome
 # code, edge (s), count, sum of waits (ms), max wait (ms), whether that max is exact.
 Cells = tuple[list[int], list[int], list[int], list[int], list[int | None], list[bool]]
+# A bucket's FCR repeats: repeat_days ascending, and the contacts of each.
+Repeats = tuple[list[int], list[int]]
 
 
 def _cells(rows: list[WaitRow]) -> Cells:
@@ -77,9 +82,14 @@ def _cells(rows: list[WaitRow]) -> Cells:
     return codes, edges, counts, sums, maxes, exact
 
 
-def _fold(sums_rows: dict[Key, dict[str, Any]], waits: dict[Key, Cells]) -> dict[Key, KpiSums]:
+def _fold(
+    sums_rows: dict[Key, dict[str, Any]],
+    waits: dict[Key, Cells],
+    repeats: dict[Key, Repeats] | None = None,
+) -> dict[Key, KpiSums]:
+    reps = repeats or {}
     return {
-        k: KpiSums.from_row(_row(sums_rows.get(k), waits.get(k)))
+        k: KpiSums.from_row(_row(sums_rows.get(k), waits.get(k), reps.get(k)))
         for k in set(sums_rows) | set(waits)
     }
 
@@ -179,15 +189,25 @@ async def read_sums(
         )
     else:
         waits_sql = merged(rows)
-    # Both in one round trip: a bucket has sums, cells, or both. (Without a GROUP
+    # FCR repeats per bucket (rows only for contacts judged by repeat that came
+    # back within 90 days; each is counted in its day's sums row too).
+    reps_sql = (
+        "select b, g, array_agg(d order by d) as rd, array_agg(n order by d) as rn from ("
+        f" select {label or sums_bucket} as b, {group} as g, repeat_days as d, sum(n)::int as n"
+        f" from kpi_daily_repeats where {where(sums_column)} group by 1, 2, 3"
+        " having sum(n) <> 0) r group by b, g"
+    )
+    # All in one round trip: a bucket has sums, cells, or both. (Without a GROUP
     # BY, no cells still make one row, of NULL arrays; a channel may be NULL.)
     both_sql = (
-        f"with sums as ({sums_sql}), waits as ({waits_sql})"
+        f"with sums as ({sums_sql}), waits as ({waits_sql}), reps as ({reps_sql})"
         " select coalesce(sums.b, waits.b) as b, coalesce(sums.g, waits.g) as g,"
         f" {', '.join(f'sums.{c}' for c in SUM_COLUMNS)}, waits.o as w_o, waits.e as w_e,"
-        " waits.n as w_n, waits.s as w_s, waits.m as w_m, waits.x as w_x"
+        " waits.n as w_n, waits.s as w_s, waits.m as w_m, waits.x as w_x,"
+        " reps.rd as r_d, reps.rn as r_n"
         " from sums full join waits"
         " on sums.b = waits.b and coalesce(sums.g, '') = coalesce(waits.g, '')"
+        " left join reps on reps.b = sums.b and coalesce(reps.g, '') = coalesce(sums.g, '')"
     )
     conn = await session.connection()
     if grain == "monthly":
@@ -207,6 +227,7 @@ async def read_sums(
             got = (await conn.execute(text(both_sql), params)).all()
     sums_rows: dict[Key, dict[str, Any]] = {}
     waits: dict[Key, Cells] = {}
+    repeats: dict[Key, Repeats] = {}
     for r in got:
         m = r._mapping
         key = (r.b, r.g)
@@ -214,6 +235,8 @@ async def read_sums(
             sums_rows[key] = {c: m[c] for c in SUM_COLUMNS}
         if m["w_o"] is not None:
             waits[key] = (m["w_o"], m["w_e"], m["w_n"], m["w_s"], m["w_m"], m["w_x"])
+        if m["r_d"] is not None:
+            repeats[key] = (m["r_d"], m["r_n"])
     await _exact_maxima(
         session,
         tenant_id,
@@ -224,27 +247,35 @@ async def read_sums(
         by_channel,
         (start, end) if one_bucket else None,
     )
-    return _fold(sums_rows, waits)
+    return _fold(sums_rows, waits, repeats)
 
 
 # Raw rows are read in one scan with two grouping sets: the handling figures per
-# (outcome, csat, nps, held, transferred, FCR flag) and the wait histogram per
+# (outcome, csat, nps, held, transferred, FCR) and the wait histogram per
 # (outcome, grid edge). A few thousand groups a year, folded here into the
 # columns of the rollups — measured 2.6x a count(*) of the rows, where one
 # FILTER aggregate per rollup column took 5x (and is what the rollups
 # themselves use: the property tests hold the two formulations equal).
 _RAW_SQL = """
 select {b_out} as b, {g_out} as g, grouping(csat) as waits, outcome, csat, nps, held, transferred,
-       rfc, edge, count(*) as n, sum(talk_ms) as talk, sum(hold_ms) as hold, sum(acw_ms) as acw,
+       fcr, edge, count(*) as n, sum(talk_ms) as talk, sum(hold_ms) as hold, sum(acw_ms) as acw,
        sum(hold_count) as hold_count, sum(wait_ms) as wait, max(wait_ms) as longest
 from (
   select {b} as b, {g} as g, outcome, csat, nps, hold_ms > 0 as held, transferred,
-         resolved_first_contact as rfc, talk_ms, hold_ms, acw_ms, hold_count, wait_ms,
+         {fcr} as fcr, talk_ms, hold_ms, acw_ms, hold_count, wait_ms,
          case when outcome <> 'in_queue' and wait_ms is not null then kpi_wait_edge(wait_ms) end as edge
   from contacts where {where}
 ) c
-group by grouping sets (({keys}outcome, csat, nps, held, transferred, rfc), ({keys}outcome, edge))
+group by grouping sets (({keys}outcome, csat, nps, held, transferred, fcr), ({keys}outcome, edge))
 """
+# FCR of an answered contact as one grouping key: -1 flagged resolved, -2 flagged
+# not resolved; judged by repeat, its repeat_days, 0 for none within 90 days; else
+# null (not answered, or neither a flag nor a customer key).
+_FCR_CODE = (
+    "case when outcome = 'answered' then case when resolved_first_contact then -1"
+    " when not resolved_first_contact then -2"
+    " when customer_key is not null then coalesce(repeat_days, 0) end end"
+)
 RAW_WORK_MEM = "32MB"
 # Planned for their values every time: the driver prepares a statement once per
 # connection, and from its sixth run PostgreSQL may keep a generic plan, blind to
@@ -256,7 +287,7 @@ CUSTOM_PLANS = "force_custom_plan"
 _OUTCOME_CODE = {o.value: i for i, o in enumerate(FINAL_OUTCOMES)}
 
 
-def _add_handling(row: dict[str, int], r: Any) -> None:
+def _add_handling(row: dict[str, int], repeats: dict[int, int], r: Any) -> None:
     """One group of contacts into the rollup columns (see `rollups._SUMS`)."""
     n = int(r.n)
     outcome = r.outcome
@@ -272,9 +303,16 @@ def _add_handling(row: dict[str, int], r: Any) -> None:
         row["hold_count"] += int(r.hold_count or 0)
         row["held"] += n if r.held else 0
         row["transferred"] += n if r.transferred else 0
-        if r.rfc is not None:
+        code = r.fcr
+        if code is None:
+            pass
+        elif code < 0:
             row["fcr_known"] += n
-            row["fcr_resolved"] += n if r.rfc else 0
+            row["fcr_resolved"] += n if code == -1 else 0
+        else:
+            row["fcr_repeat_known"] += n
+            if code:
+                repeats[code] = repeats.get(code, 0) + n
     if r.csat is not None and f"csat_{r.csat}" in row:
         row[f"csat_{r.csat}"] += n
     if r.nps is not None and f"nps_{r.nps}" in row:
@@ -305,6 +343,7 @@ async def raw_sums(
     # row and set: 6.5 -> 5.9 s for a year of 10 M contacts); it is added outside.
     keys = ("b, " if per_interval else "") + ("g, " if group != "none" else "")
     sql = _RAW_SQL.format(
+        fcr=_FCR_CODE,
         b=b,
         g=g,
         b_out="b" if per_interval else b,
@@ -315,6 +354,7 @@ async def raw_sums(
     conn = await session.connection()
     sums_rows: dict[Key, dict[str, int]] = {}
     wait_rows: dict[Key, list[WaitRow]] = defaultdict(list)
+    repeat_rows: dict[Key, dict[int, int]] = defaultdict(dict)
     # Both grouping sets in hash tables (a few thousand groups), not one of them
     # sorted: with the default 4 MB the planner sorts the 10 M rows of a year on
     # disk for the histogram set (measured 20 s against 11 s; count(*) 2.4 s).
@@ -331,8 +371,12 @@ async def raw_sums(
         row = sums_rows.get(key)
         if row is None:
             row = sums_rows[key] = dict.fromkeys(SUM_COLUMNS, 0)
-        _add_handling(row, r)
-    return _fold(sums_rows, {k: _cells(v) for k, v in wait_rows.items()})
+        _add_handling(row, repeat_rows[key], r)
+    return _fold(
+        sums_rows,
+        {k: _cells(v) for k, v in wait_rows.items()},
+        {k: (sorted(v), [v[d] for d in sorted(v)]) for k, v in repeat_rows.items() if v},
+    )
 
 
 async def _exact_maxima(

@@ -25,12 +25,24 @@ import uuid
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.kpis.sums import FINAL_OUTCOMES
+from service.kpis.sums import FINAL_OUTCOMES, MAX_FCR_WINDOW_DAYS
 
 OUTCOME_CODE_SQL = (
     "case outcome "
     + " ".join(f"when '{o.value}' then {i}" for i, o in enumerate(FINAL_OUTCOMES))
     + " end"
+)
+
+# A contact judged by repeat (KPIS.md, FCR): answered, no flag from the source, a customer.
+FCR_BY_REPEAT = (
+    "outcome = 'answered' and resolved_first_contact is null and customer_key is not null"
+)
+# `contacts.repeat_days` of a contact queued at `queued_at` whose customer's next
+# contact on the project is queued at `next_at` (`service.kpis.sums.repeat_days`):
+# whole days rounded up, at least 1; null past the longest window.
+REPEAT_DAYS_SQL = (
+    f"case when next_at - queued_at <= interval '{MAX_FCR_WINDOW_DAYS} days'"
+    " then greatest(1, ceil(date_part('epoch', next_at - queued_at) / 86400))::smallint end"
 )
 
 _SUMS: tuple[tuple[str, str], ...] = (
@@ -47,6 +59,7 @@ _SUMS: tuple[tuple[str, str], ...] = (
         "fcr_known",
         "sum(sign) filter (where outcome = 'answered' and resolved_first_contact is not null)",
     ),
+    ("fcr_repeat_known", "sum(sign) filter (where {FCR_BY_REPEAT})"),
     *(
         (f"csat_{k}", f"sum(sign) filter (where outcome <> 'in_queue' and csat = {k})")
         for k in range(1, 6)
@@ -56,6 +69,7 @@ _SUMS: tuple[tuple[str, str], ...] = (
         for k in range(11)
     ),
 )
+_SUMS = tuple((name, expr.replace("{FCR_BY_REPEAT}", FCR_BY_REPEAT)) for name, expr in _SUMS)
 SUM_COLUMNS: tuple[str, ...] = tuple(name for name, _ in _SUMS)
 SUM_EXPRESSIONS = _SUMS
 
@@ -149,6 +163,34 @@ def _wait_statements(grain: str, bucket: str, where: str) -> tuple[str, str]:
     return "", upsert
 
 
+def _repeats_statements(where: str = "") -> tuple[str, str]:
+    """FCR repeats per local day: contacts judged by repeat, counted by `repeat_days`
+    (service/kpis/sums.py). Each key moves by its net change: an UPDATE for the keys
+    that lose contacts, an upsert for those that gain (an upsert's proposed row is
+    checked before its conflict is found, so a negative count there would fail
+    `n >= 0`). A count reaching 0 stays as a row of 0, which readers skip."""
+    keys = "project_id, client_id, channel, local_day, repeat_days"
+    net = f"""
+      select {keys}, sum(sign)::int as n
+      from stage_delta
+      where {FCR_BY_REPEAT} and repeat_days is not null {where}
+      group by {keys}
+    """
+    subtract = f"""
+    update kpi_daily_repeats r set n = r.n + d.n
+    from ({net} having sum(sign) < 0) d
+    where r.tenant_id = :t and r.project_id = d.project_id and r.local_day = d.local_day
+      and r.channel = d.channel and r.repeat_days = d.repeat_days
+    """
+    add = f"""
+    insert into kpi_daily_repeats (tenant_id, {keys}, n)
+    select :t, {keys}, n from ({net} having sum(sign) > 0) d
+    on conflict (tenant_id, project_id, local_day, channel, repeat_days) do update
+      set n = kpi_daily_repeats.n + excluded.n
+    """
+    return subtract, add
+
+
 def _apply_statements(where: str = "") -> list[str]:
     subtracts: list[str] = []
     adds: list[str] = []
@@ -160,7 +202,8 @@ def _apply_statements(where: str = "") -> list[str]:
             if sub:
                 subtracts.append(sub)
             adds.append(add)
-    return subtracts + adds
+    repeats_subtract, repeats_add = _repeats_statements(where)
+    return [*subtracts, repeats_subtract, *adds, repeats_add]
 
 
 APPLY_DELTA = tuple(_apply_statements())
@@ -168,7 +211,8 @@ APPLY_DELTA = tuple(_apply_statements())
 _NEW_VERSIONS = f"""
     select 1 as sign, v.project_id, v.client_id, v.channel, null::timestamptz as bucket_start,
            v.local_day, {LOCAL_MONTH_SQL.format(day="v.local_day")} as local_month, v.outcome, v.wait_ms, v.talk_ms, v.hold_ms, v.hold_count, v.acw_ms,
-           v.transferred, v.resolved_first_contact, v.csat, v.nps
+           v.transferred, v.resolved_first_contact, v.csat, v.nps, v.customer_key,
+           null::smallint as repeat_days
     from stage_verdicts v
     where v.verdict in ('new', 'update')
 """
@@ -176,7 +220,7 @@ _OLD_VERSIONS = f"""
     select -1, project_id, client_id, channel, bucket_start, local_day,
            {LOCAL_MONTH_SQL.format(day="local_day")}, outcome,
            wait_ms, talk_ms, hold_ms, hold_count, acw_ms, transferred, resolved_first_contact,
-           csat, nps
+           csat, nps, customer_key, repeat_days
     from stage_old
 """
 # The ingest's delta is named `stage_delta` by a CTE in front of each statement, not
@@ -195,9 +239,109 @@ async def apply_ingest_delta(
     if corrections:
         statements = [_FROM_INGEST + st for st in APPLY_DELTA]
     else:
-        statements = [_ADDITIONS + st for st in APPLY_DELTA if not st.lstrip().startswith("update")]
+        # Only additions, and a new version's repeat_days is null (set by
+        # `apply_repeat_changes` after): the repeats have nothing to move.
+        statements = [
+            _ADDITIONS + st
+            for st in APPLY_DELTA
+            if not st.lstrip().startswith("update") and "kpi_daily_repeats" not in st
+        ]
     for statement in statements:
         await session.execute(text(statement), {"t": tenant_id})
+
+
+# ---- FCR by repeat ---------------------------------------------------------------
+# `repeat_days` (how soon the customer's next contact on the project came) is kept on
+# `contact_keys`, the non-partitioned table that holds one row per contact with its
+# project, customer and time, and copied to `contacts` for raw reads. A contact that
+# arrives, leaves or moves changes the repeat_days of the contacts of its customer
+# queued up to MAX_FCR_WINDOW_DAYS before it (and its own): those are recomputed,
+# with a window over the customer's contacts in reach, and the ones that changed
+# move in `kpi_daily_repeats`. The customer index on `contact_keys` finds them with
+# one probe per customer of the batch (on `contacts` it was a probe per partition).
+
+_WINDOW = f"interval '{MAX_FCR_WINDOW_DAYS} days'"
+
+_REPEATS_RECOMPUTE = f"""
+create temp table stage_repeats on commit drop as
+with touched as (
+  select project_id, customer_key, min(queued_at) as lo, max(queued_at) as hi
+  from ({{sources}}) x
+  where customer_key is not null
+  group by project_id, customer_key
+),
+seq as (
+  select k.project_id, k.external_id, k.contact_id, k.queued_at, k.repeat_days, t.lo, t.hi,
+         lead(k.queued_at) over (partition by k.project_id, k.customer_key
+                                 order by k.queued_at, k.contact_id) as next_at
+  from touched t
+  join contact_keys k
+    on k.tenant_id = :t and k.project_id = t.project_id and k.customer_key = t.customer_key
+   and k.queued_at >= t.lo - {_WINDOW} and k.queued_at <= t.hi + {_WINDOW}
+),
+changed as (
+  select * from (
+    select project_id, external_id, contact_id, queued_at, repeat_days as old_days,
+           {REPEAT_DAYS_SQL} as new_days
+    from seq
+    where queued_at >= lo - {_WINDOW} and queued_at <= hi
+  ) s
+  where new_days is distinct from old_days
+),
+keys as (
+  update contact_keys k set repeat_days = c.new_days
+  from changed c
+  where k.tenant_id = :t and k.project_id = c.project_id and k.external_id = c.external_id
+),
+moved as (
+  update contacts c set repeat_days = ch.new_days
+  from changed ch
+  where c.tenant_id = :t and c.project_id = ch.project_id and c.queued_at = ch.queued_at
+    and c.id = ch.contact_id
+  returning c.project_id, c.client_id, c.channel, c.local_day, c.outcome,
+            c.resolved_first_contact, c.customer_key, ch.old_days, ch.new_days
+)
+select * from moved
+"""
+# Where a batch's customers were and are: every new version, and the old versions
+# of corrected contacts (a contact that moved away leaves a gap behind it).
+_BATCH_CUSTOMERS = (
+    "select project_id, customer_key, queued_at from stage_verdicts"
+    " where verdict in ('new', 'update')"
+)
+_OLD_CUSTOMERS = " union all select project_id, customer_key, queued_at from stage_old"
+_REPEAT_DELTA = (
+    "with stage_delta as ("
+    " select -1 as sign, project_id, client_id, channel, local_day, outcome,"
+    " resolved_first_contact, customer_key, old_days as repeat_days"
+    " from stage_repeats where old_days is not null"
+    " union all select 1, project_id, client_id, channel, local_day, outcome,"
+    " resolved_first_contact, customer_key, new_days"
+    " from stage_repeats where new_days is not null)\n"
+)
+
+
+async def apply_repeat_changes(
+    session: AsyncSession, tenant_id: uuid.UUID, *, corrections: bool = True
+) -> None:
+    """After an ingest batch (same transaction): recompute `repeat_days` around the
+    batch's customers and move `kpi_daily_repeats` by what changed."""
+    sources = _BATCH_CUSTOMERS + (_OLD_CUSTOMERS if corrections else "")
+    await _recompute_repeats(session, tenant_id, sources)
+
+
+async def _recompute_repeats(session: AsyncSession, tenant_id: uuid.UUID, sources: str) -> None:
+    await session.execute(text("drop table if exists stage_repeats"))
+    await session.execute(text(_REPEATS_RECOMPUTE.format(sources=sources)), {"t": tenant_id})
+    for statement in _repeats_statements():
+        await session.execute(text(_REPEAT_DELTA + statement), {"t": tenant_id})
+
+
+# Every customer of the tenant (or project), over all time: a rebuild's recompute.
+_ALL_CUSTOMERS = (
+    "select project_id, customer_key, queued_at from contact_keys"
+    " where tenant_id = :t and customer_key is not null {only}"
+)
 
 
 async def rebuild_rollups(
@@ -206,11 +350,19 @@ async def rebuild_rollups(
     """Recompute the tenant's (or one project's) rollups from raw contacts; returns contacts read."""
     only = "and project_id = :p" if project_id is not None else ""
     params = {"t": tenant_id, "p": project_id}
+    # Every contact's repeat_days again, from the keys (whatever the rollups say).
+    await session.execute(text("drop table if exists stage_repeats"))
+    await session.execute(
+        text(_REPEATS_RECOMPUTE.format(sources=_ALL_CUSTOMERS.format(only=only))), params
+    )
     for grain, _, kinds in _GRAINS:
         for kind in kinds:
             await session.execute(
                 text(f"delete from kpi_{grain}_{kind} where tenant_id = :t {only}"), params
             )
+    await session.execute(
+        text(f"delete from kpi_daily_repeats where tenant_id = :t {only}"), params
+    )
     await session.execute(text("drop table if exists stage_delta"))
     await session.execute(
         text(
@@ -219,7 +371,7 @@ async def rebuild_rollups(
             select 1 as sign, project_id, client_id, channel, bucket_start, local_day,
                    {LOCAL_MONTH_SQL.format(day="local_day")} as local_month, outcome,
                    wait_ms, talk_ms, hold_ms, hold_count, acw_ms, transferred,
-                   resolved_first_contact, csat, nps
+                   resolved_first_contact, csat, nps, customer_key, repeat_days
             from contacts where tenant_id = :t {only}
             """
         ),

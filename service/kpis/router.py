@@ -17,7 +17,7 @@ from service.core.time import supported_year
 from service.kpis import service
 from service.kpis.schemas import GranularityName, GroupBy, KpiQuery, KpiReport
 from service.kpis.service import KpiQueryInvalid
-from service.kpis.sums import ThresholdNotOnGrid, check_threshold
+from service.kpis.sums import MAX_FCR_WINDOW_DAYS, ThresholdNotOnGrid, check_threshold
 from tenants.context import TenantContext
 from tenants.deps import require, view_of
 
@@ -62,6 +62,13 @@ class KpiParams(BaseModel):
     t: int | None = Field(default=None, description="Service-level threshold T in seconds.")
     short_abandon_s: int | None = Field(default=None, ge=0, le=3600)
     timeouts_as_abandons: bool | None = None
+    fcr_window_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_FCR_WINDOW_DAYS,
+        description="FCR by repeat: a further contact within this many days is a repeat"
+        " (default: the contract's, else 7).",
+    )
     kpis: str | None = Field(default=None, description="Comma-separated KPI names (default: all).")
 
 
@@ -83,6 +90,7 @@ async def kpi_query(p: Annotated[KpiParams, Query()]) -> KpiQuery:
         t=p.t,
         short_abandon_s=p.short_abandon_s,
         timeouts_as_abandons=p.timeouts_as_abandons,
+        fcr_window_days=p.fcr_window_days,
         kpis=[k.strip() for k in p.kpis.split(",") if k.strip()] if p.kpis else None,
     )
 

@@ -48,6 +48,7 @@ class TermsRead(BaseModel):
     expression: str
     short_abandon_s: int
     timeouts_as_abandons: bool
+    fcr_window_days: int
     source: Literal["query", "contract", "default"]
 
 
@@ -77,4 +78,5 @@ class KpiQuery(BaseModel):
     t: int | None = None
     short_abandon_s: int | None = None
     timeouts_as_abandons: bool | None = None
+    fcr_window_days: int | None = None
     kpis: list[str] | None = None

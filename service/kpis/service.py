@@ -19,6 +19,7 @@ from service.core.errors import InvalidInput, NotFound
 from service.kpis import repository
 from service.kpis.buckets import Bucket, Granularity, bucket_of, day_start, iter_buckets, to_utc
 from service.kpis.formulas import (
+    DEFAULT_TERMS,
     QUEUE_KPIS,
     ContractTerms,
     FormulaError,
@@ -60,16 +61,20 @@ def _read(value: KpiValue) -> KpiRead:
 
 
 def terms_from_query(
-    q: KpiQuery, contract_sl: dict[str, object] | None, contract_timeouts: bool | None
+    q: KpiQuery,
+    contract_sl: dict[str, object] | None,
+    contract_timeouts: bool | None,
+    contract_fcr_window: int | None = None,
 ) -> tuple[ContractTerms, str]:
     """The contract's formula (else the default: SL1, 20 s, 5 s) with what the query
     names in its place: `sl` a preset's numerator and denominator, `t` the threshold,
     `short_abandon_s` the short-abandon bound. What the query does not name stays the
-    contract's (asking for T = 30 s keeps the contract's preset and short abandons)."""
+    contract's (asking for T = 30 s keeps the contract's preset and short abandons).
+    `fcr_window_days` likewise replaces the contract's FCR window (default 7 days)."""
     source = (
         "query"
-        if any(v is not None for v in (q.sl, q.t, q.short_abandon_s))
-        else ("contract" if contract_sl else "default")
+        if any(v is not None for v in (q.sl, q.t, q.short_abandon_s, q.fcr_window_days))
+        else ("contract" if contract_sl or contract_fcr_window is not None else "default")
     )
     try:
         spec: dict[str, object] = dict(contract_sl) if contract_sl else {"preset": "SL1"}
@@ -88,7 +93,11 @@ def terms_from_query(
     timeouts = (
         q.timeouts_as_abandons if q.timeouts_as_abandons is not None else bool(contract_timeouts)
     )
-    return ContractTerms(service_level=formula, timeouts_as_abandons=timeouts), source
+    window = q.fcr_window_days or contract_fcr_window or DEFAULT_TERMS.fcr_window_days
+    return (
+        ContractTerms(service_level=formula, timeouts_as_abandons=timeouts, fcr_window_days=window),
+        source,
+    )
 
 
 def _instant(value: date | datetime, zone: ZoneInfo, name: str) -> datetime:
@@ -158,8 +167,9 @@ async def _scope_projects(
             await conn.execute(
                 text(
                     "select p.id, p.time_zone, c.effective_to, c.targets, c.short_abandon_s,"
-                    " c.timeouts_count_as_abandons from projects p left join lateral ("
-                    " select effective_to, targets, short_abandon_s, timeouts_count_as_abandons"
+                    " c.timeouts_count_as_abandons, c.fcr_window_days from projects p"
+                    " left join lateral (select effective_to, targets, short_abandon_s,"
+                    " timeouts_count_as_abandons, fcr_window_days"
                     " from contracts c where c.tenant_id = p.tenant_id and c.project_id = p.id"
                     f" and c.effective_from <= {on_day} order by c.effective_from desc limit 1"
                     f") c on true where p.tenant_id = :t and p.id = :id{walls}"
@@ -198,11 +208,11 @@ async def _scope_projects(
 
 def _contract_terms(
     contract: Row[Any] | None, at: date
-) -> tuple[dict[str, object] | None, bool | None]:
-    """The service-level formula and timeout rule of the contract row read with
-    the project (`_scope_projects`), if it is in force on `at`."""
+) -> tuple[dict[str, object] | None, bool | None, int | None]:
+    """The service-level formula, timeout rule and FCR window of the contract row read
+    with the project (`_scope_projects`), if it is in force on `at`."""
     if contract is None or (contract.effective_to is not None and contract.effective_to < at):
-        return None, None
+        return None, None, None
     for target in contract.targets or []:
         if target.get("kpi") == "service_level" and isinstance(target.get("formula"), dict):
             stored = dict(target["formula"])
@@ -228,8 +238,8 @@ def _contract_terms(
             threshold = stored.get("threshold_s") or target.get("threshold_s")
             if threshold is not None:
                 formula["threshold_s"] = threshold
-            return formula, contract.timeouts_count_as_abandons
-    return None, contract.timeouts_count_as_abandons
+            return formula, contract.timeouts_count_as_abandons, contract.fcr_window_days
+    return None, contract.timeouts_count_as_abandons, contract.fcr_window_days
 
 
 async def kpi_report(
@@ -247,10 +257,12 @@ async def kpi_report(
             f"{len(buckets)} buckets: at most {MAX_BUCKETS}; choose a coarser granularity.",
             field="granularity",
         )
-    contract_sl, contract_timeouts = (None, None)
+    contract_sl, contract_timeouts, contract_window = (None, None, None)
     if scope == "project":
-        contract_sl, contract_timeouts = _contract_terms(contract, start.astimezone(zone).date())
-    terms, source = terms_from_query(q, contract_sl, contract_timeouts)
+        contract_sl, contract_timeouts, contract_window = _contract_terms(
+            contract, start.astimezone(zone).date()
+        )
+    terms, source = terms_from_query(q, contract_sl, contract_timeouts, contract_window)
     if q.kpis:
         unknown = sorted(set(q.kpis) - set(QUEUE_KPIS))
         if unknown:
@@ -474,6 +486,7 @@ async def kpi_report(
             expression=sl.expression(),
             short_abandon_s=terms.short_abandon_s,
             timeouts_as_abandons=terms.timeouts_as_abandons,
+            fcr_window_days=terms.fcr_window_days,
             source=source,
         ),
         buckets=out,

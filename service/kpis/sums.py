@@ -34,6 +34,14 @@ Invariants this module holds (and the rollup table must keep):
   inexact max says it is an upper bound.
 * Handling figures (talk, hold, ACW, transfers, FCR flags) exist only for
   answered contacts; a contact still `in_queue` counts only as in queue.
+* **FCR by repeat** (KPIS.md: where the source gives no flag, a contact is
+  resolved when the same customer has no further contact on the project
+  within `fcr_window`): an answered contact without a flag but with a
+  customer key counts in `fcr_repeat_known`, and `fcr_repeats` holds, per
+  whole number of days d (1…`MAX_FCR_WINDOW_DAYS`), how many of those had
+  their next contact within d days but not within d - 1 (`repeat_days`).
+  For any window of W whole days, "repeated within W" is the sum over
+  d ≤ W: exact, like a threshold on the wait grid.
 
 Cost: reading (`from_row`, fully checked) and merging are linear in the
 non-empty buckets, ~20-45 µs of CPU per quarter-hour row; computing every
@@ -99,6 +107,9 @@ UNSERVED_EXITS: Final[tuple[Outcome, ...]] = (
     Outcome.EXIT_EMPTY,
 )
 _N_COLUMNS: Final = tuple(f"n_{o.value}" for o in FINAL_OUTCOMES)
+# The longest FCR window a contract may set (contracts: `fcr_window_days`); a
+# further contact later than this is no repeat for any window.
+MAX_FCR_WINDOW_DAYS: Final = 90
 
 Duration = int | float | Decimal | timedelta
 
@@ -142,6 +153,18 @@ def duration_ms(value: Duration) -> int:
     if ms < 0:
         raise InvalidContact(f"duration {value!r} is negative")
     return ms
+
+
+def repeat_days(gap: timedelta) -> int | None:
+    """The whole days (rounded up, at least 1) from a contact to its customer's next
+    contact on the project, or None past `MAX_FCR_WINDOW_DAYS`: the next contact is
+    within a window of W days exactly when this is ≤ W. The SQL that stores it
+    (`contacts.repeat_days`, service/contacts/ingest.py) follows the same rule."""
+    if gap < timedelta(0):
+        raise InvalidContact(f"the next contact comes before this one ({gap})")
+    us = (gap.days * 86_400 + gap.seconds) * 1_000_000 + gap.microseconds
+    days = max(1, -(-us // 86_400_000_000))
+    return days if days <= MAX_FCR_WINDOW_DAYS else None
 
 
 def wait_edge(ms: int) -> int:
@@ -255,6 +278,10 @@ class ContactFacts:
     resolved_first_contact: bool | None = None
     csat: int | None = None
     nps: int | None = None
+    # FCR by repeat, for an answered contact without a flag: None when it has no
+    # customer key (it cannot be judged); 0 when the customer made no further
+    # contact on the project within MAX_FCR_WINDOW_DAYS; else `repeat_days`.
+    fcr_repeat: int | None = None
 
 
 _SCALARS: Final = (
@@ -267,6 +294,7 @@ _SCALARS: Final = (
     "transferred",
     "fcr_resolved",
     "fcr_known",
+    "fcr_repeat_known",
 )
 
 
@@ -298,6 +326,8 @@ class _Accumulator:
         "acw_ms",
         "csat",
         "fcr_known",
+        "fcr_repeat_known",
+        "fcr_repeats",
         "fcr_resolved",
         "held",
         "hold_count",
@@ -320,6 +350,8 @@ class _Accumulator:
         self.transferred = 0
         self.fcr_resolved = 0
         self.fcr_known = 0
+        self.fcr_repeat_known = 0
+        self.fcr_repeats: dict[int, int] = {}
         self.csat = [0] * 5
         self.nps = [0] * 11
 
@@ -354,9 +386,19 @@ class _Accumulator:
             or hold_count
             or facts.transferred
             or facts.resolved_first_contact is not None
+            or facts.fcr_repeat is not None
         ):
             raise InvalidContact(
                 f"an {outcome} contact has no talk, hold, ACW, transfer or FCR flag"
+            )
+        repeat = facts.fcr_repeat
+        if repeat is not None and (
+            isinstance(repeat, bool)
+            or repeat not in range(MAX_FCR_WINDOW_DAYS + 1)
+            or facts.resolved_first_contact is not None
+        ):
+            raise InvalidContact(
+                f"fcr_repeat {repeat!r}: 0 to {MAX_FCR_WINDOW_DAYS} days, for a contact without a flag"
             )
         csat, nps = facts.csat, facts.nps
         if csat is not None and (isinstance(csat, bool) or csat not in range(1, 6)):
@@ -381,6 +423,10 @@ class _Accumulator:
             if facts.resolved_first_contact is not None:
                 self.fcr_known += 1
                 self.fcr_resolved += bool(facts.resolved_first_contact)
+            elif repeat is not None:
+                self.fcr_repeat_known += 1
+                if repeat:
+                    self.fcr_repeats[repeat] = self.fcr_repeats.get(repeat, 0) + 1
         if csat is not None:
             self.csat[csat - 1] += 1
         if nps is not None:
@@ -414,6 +460,10 @@ class _Accumulator:
         # The scalars column by column: C loops, not one Python step per item.
         for name in _SCALARS:
             setattr(self, name, getattr(self, name) + sum(map(attrgetter(name), items)))
+        repeats = self.fcr_repeats
+        for item in items:
+            for d, n in item.fcr_repeats.items():
+                repeats[d] = repeats.get(d, 0) + n
         if items:
             self.csat = [
                 sum(col) for col in zip(self.csat, *(x.csat_counts for x in items), strict=True)
@@ -460,12 +510,18 @@ class _Accumulator:
         negative = [k for k, v in scalars.items() if v < 0]
         csat = [a - b for a, b in zip(self.csat, other.csat_counts, strict=True)]
         nps = [a - b for a, b in zip(self.nps, other.nps_counts, strict=True)]
+        repeats = dict(self.fcr_repeats)
+        for d, n in other.fcr_repeats.items():
+            repeats[d] = repeats.get(d, 0) - n
+        if min(repeats.values(), default=0) < 0:
+            negative.append("fcr_repeats")
         if negative or min(csat) < 0 or min(nps) < 0:
             raise InvalidRollup(
                 f"removing more than was added ({', '.join(negative) or 'surveys'})"
             )
         for k, v in scalars.items():
             setattr(self, k, v)
+        self.fcr_repeats = {d: n for d, n in repeats.items() if n}
         self.csat, self.nps = csat, nps
 
     def build(self) -> KpiSums:
@@ -489,6 +545,8 @@ class _Accumulator:
             transferred=self.transferred,
             fcr_resolved=self.fcr_resolved,
             fcr_known=self.fcr_known,
+            fcr_repeat_known=self.fcr_repeat_known,
+            fcr_repeats={d: n for d, n in self.fcr_repeats.items() if n},
             csat_counts=tuple(self.csat),
             nps_counts=tuple(self.nps),
         )
@@ -513,6 +571,9 @@ class KpiSums:
     transferred: int = 0  # transferred after answer
     fcr_resolved: int = 0
     fcr_known: int = 0  # answered contacts whose source gave an FCR flag
+    # answered contacts without a flag, with a customer key: FCR by repeat
+    fcr_repeat_known: int = 0
+    fcr_repeats: Mapping[int, int] = field(default_factory=dict)  # repeat_days -> contacts
     csat_counts: tuple[int, ...] = (0,) * 5  # responses scoring 1..5
     nps_counts: tuple[int, ...] = (0,) * 11  # responses scoring 0..10
 
@@ -615,6 +676,9 @@ class KpiSums:
             transferred=self.transferred,
             fcr_resolved=self.fcr_resolved,
             fcr_known=self.fcr_known,
+            fcr_repeat_known=self.fcr_repeat_known,
+            fcr_repeat_days=sorted(self.fcr_repeats),
+            fcr_repeat_count=[self.fcr_repeats[d] for d in sorted(self.fcr_repeats)],
             csat_counts=list(self.csat_counts),
             nps_counts=list(self.nps_counts),
         )
@@ -718,6 +782,19 @@ class KpiSums:
         csat, nps = ints("csat_counts", 5), ints("nps_counts", 11)
         if min(csat) < 0 or min(nps) < 0:
             raise InvalidRollup("negative survey count")
+        repeat_days, repeat_counts = ints("fcr_repeat_days"), ints("fcr_repeat_count")
+        if len(repeat_days) != len(repeat_counts):
+            raise InvalidRollup("fcr_repeat_days and fcr_repeat_count differ in length")
+        if repeat_days and (
+            any(map(ge, repeat_days, islice(repeat_days, 1, None)))
+            or repeat_days[0] < 1
+            or repeat_days[-1] > MAX_FCR_WINDOW_DAYS
+            or min(repeat_counts) <= 0
+        ):
+            raise InvalidRollup("fcr repeats are not sorted positive counts of 1 to 90 days")
+        repeat_known = scalar("fcr_repeat_known")
+        if sum(repeat_counts) > repeat_known:
+            raise InvalidRollup("more FCR repeats than contacts judged by repeat")
         return cls(
             waits=waits,
             in_queue=scalar("n_in_queue"),
@@ -729,6 +806,8 @@ class KpiSums:
             transferred=scalar("transferred"),
             fcr_resolved=scalar("fcr_resolved"),
             fcr_known=scalar("fcr_known"),
+            fcr_repeat_known=repeat_known,
+            fcr_repeats=dict(zip(repeat_days, repeat_counts, strict=True)),
             csat_counts=tuple(csat),
             nps_counts=tuple(nps),
         )

@@ -9,7 +9,10 @@ partition of `contacts`), are ingested through `ingest_records` in random
 batches. The events include corrections (a newer `source_version` that
 changes the outcome, the wait or `queued_at`, moving the contact to another
 interval, local day or month), stale older versions, re-sent duplicates and
-several versions of one contact inside one batch.
+several versions of one contact inside one batch. Contacts belong to one of
+two customers (or none), so FCR by repeat sees customers coming back within
+1 to 3 days, callbacks that move, change customer or gain a flag; the test
+computes each contact's `repeat_days` from the raw rows itself.
 
 After each batch:
 
@@ -120,6 +123,7 @@ class Content:
     fcr: bool | None = None
     csat: int | None = None
     nps: int | None = None
+    customer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -151,13 +155,16 @@ seconds = st.none() | st.integers(0, 3_000_000).map(lambda ms: ms / 1000)
 
 @st.composite
 def contents(draw: st.DrawFn) -> Content:
-    outcome = draw(st.sampled_from(OUTCOMES))
+    # answered three times as often as each other outcome: the handling figures and
+    # FCR by repeat need answered contacts of one customer
+    outcome = draw(st.sampled_from((*OUTCOMES, "answered", "answered")))
     base: dict[str, Any] = {
         "outcome": outcome,
         "offset_ms": draw(offsets),
         "channel": draw(st.sampled_from(CHANNELS)),
         "csat": draw(st.none() | st.integers(1, 5)),
         "nps": draw(st.none() | st.integers(0, 10)),
+        "customer": draw(st.sampled_from((None, "cust-x", "cust-y", "cust-x", "cust-x"))),
     }
     if outcome == "in_queue":
         return Content(wait_s=None, wait_from_times=False, **base)
@@ -189,7 +196,20 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     for _ in range(draw(st.integers(1, 16))):
         key = draw(st.integers(0, KEYS - 1))
         version = draw(st.none() | st.integers(1, 4))
-        how = draw(st.sampled_from(("pool", "pool", "moved", "rewaited", "fresh")))
+        how = draw(st.sampled_from(("pool", "pool", "moved", "rewaited", "fresh", "callback")))
+        if how == "callback":
+            # An answered contact without a flag, and the same customer again on the
+            # same project (key + 3) up to 30 h later: FCR by repeat. Without versions,
+            # so that they replace what the keys held (unless a later event does).
+            first = replace(
+                draw(contents().filter(lambda c: c.outcome == "answered")),
+                fcr=None,
+                customer="cust-x",
+            )
+            later = min(SPAN_MS, first.offset_ms + draw(st.integers(0, 30 * 3_600_000)))
+            again = replace(draw(st.sampled_from(pool)), customer="cust-x", offset_ms=later)
+            events += [Event(key, None, first), Event((key + 3) % KEYS, None, again)]
+            continue
         content = draw(st.sampled_from(pool))
         if how == "moved":
             content = replace(content, offset_ms=draw(offsets))
@@ -217,6 +237,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
                 aggregation=draw(st.sampled_from(("ratio_of_sums", "mean_of_intervals"))),
             ),
             timeouts_as_abandons=draw(st.booleans()),
+            fcr_window_days=draw(st.integers(1, 3) | st.just(7)),
         )
         for _ in range(2)
     ]
@@ -268,6 +289,7 @@ def to_record(world: World, anchor: datetime, event: Event) -> ContactRecord:
         "wait_s": c.wait_s,
         "csat": c.csat,
         "nps": c.nps,
+        "customer_key": c.customer,
     }
     # A derived wait: a timestamp a fractional number of seconds after queued_at.
     derived = timedelta(milliseconds=(c.offset_ms % 97_000) + 0.4)
@@ -380,16 +402,42 @@ class RawRow:
     facts: ContactFacts
 
 
+def next_contact_days(rows: Sequence[Any]) -> dict[uuid.UUID, int | None]:
+    """Per contact id with a customer: whole days (rounded up, at least 1) until that
+    customer's next contact on the project, in (queued_at, id) order; None if none
+    within 90 days. KPIS.md's repeat rule, computed here from the raw rows alone."""
+    by_customer: dict[tuple[uuid.UUID, str], list[tuple[datetime, uuid.UUID]]] = defaultdict(list)
+    for r in rows:
+        if r.customer_key is not None:
+            by_customer[r.project_id, r.customer_key].append((r.queued_at, r.id))
+    out: dict[uuid.UUID, int | None] = {}
+    day_us = 86_400 * 10**6
+    for contacts in by_customer.values():
+        contacts.sort()
+        for (at, cid), nxt in itertools.zip_longest(contacts, contacts[1:]):
+            if nxt is None:
+                out[cid] = None
+                continue
+            gap = nxt[0] - at
+            us = (gap.days * 86_400 + gap.seconds) * 10**6 + gap.microseconds
+            days = max(1, -(-us // day_us))
+            out[cid] = days if days <= 90 else None
+    return out
+
+
 async def raw_rows(session: AsyncSession, world: World) -> list[RawRow]:
     result = await session.execute(
         text(
-            "select project_id, external_id, queued_at, outcome, wait_ms, talk_ms, hold_ms,"
-            " hold_count, acw_ms, transferred, resolved_first_contact, csat, nps"
-            " from contacts where tenant_id = :t"
+            "select id, project_id, external_id, queued_at, outcome, wait_ms, talk_ms, hold_ms,"
+            " hold_count, acw_ms, transferred, resolved_first_contact, csat, nps, customer_key,"
+            " repeat_days from contacts where tenant_id = :t"
         ),
         {"t": world.tenant_id},
     )
     rows = result.all()
+    repeats = next_contact_days(rows)
+    # The stored column agrees with the rule (the rollups are checked against it below).
+    assert {r.id: r.repeat_days for r in rows if r.customer_key is not None} == repeats
     out = []
     for r in rows:
         answered = r.outcome == "answered"
@@ -408,6 +456,9 @@ async def raw_rows(session: AsyncSession, world: World) -> list[RawRow]:
             resolved_first_contact=r.resolved_first_contact if answered else None,
             csat=r.csat,
             nps=r.nps,
+            fcr_repeat=(repeats[r.id] or 0)
+            if answered and r.resolved_first_contact is None and r.customer_key is not None
+            else None,
         )
         out.append(RawRow(r.project_id, r.external_id, r.queued_at, r.outcome, r.wait_ms, facts))
     return out
@@ -545,6 +596,8 @@ async def test_rollups_equal_raw_rows_after_every_ingest_step(
             for key, kept in model.items()
         )
 
+        if any(r.facts.fcr_repeat for r in rows):
+            event("a contact judged by repeat whose customer came back")
         for (i, grain), got in rolled.items():
             want = raw_buckets(world, rows, groups[i], grain)
             check_equal(got, want, scenario.terms, f"{grain}, project group {i}")

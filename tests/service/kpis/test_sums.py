@@ -229,6 +229,7 @@ def contacts(draw: st.DrawFn) -> ContactFacts:
     if outcome is not Outcome.ANSWERED:
         return ContactFacts(outcome, wait_s=draw(waits), csat=csat, nps=nps)
     hold = draw(st.sampled_from([Decimal(0)]) | seconds)
+    flag = draw(st.none() | st.booleans())
     return ContactFacts(
         outcome,
         wait_s=draw(waits),
@@ -237,9 +238,11 @@ def contacts(draw: st.DrawFn) -> ContactFacts:
         hold_count=draw(st.integers(1, 4)) if hold else 0,
         acw_s=draw(seconds),
         transferred=draw(st.booleans()),
-        resolved_first_contact=draw(st.none() | st.booleans()),
+        resolved_first_contact=flag,
         csat=csat,
         nps=nps,
+        # judged by repeat: no customer key, no repeat within 90 days, or its repeat_days
+        fcr_repeat=draw(st.none() | st.integers(0, 90)) if flag is None else None,
     )
 
 
@@ -248,7 +251,8 @@ def direct_row(cs: list[ContactFacts]) -> dict[str, object]:
     n: Counter[str] = Counter()
     buckets: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0])
     maxima: dict[int, int] = {}
-    talk = hold = acw = held = holds = transferred = resolved = known = 0
+    talk = hold = acw = held = holds = transferred = resolved = known = by_repeat = 0
+    repeats: Counter[int] = Counter()
     csat_counts, nps_counts = [0] * 5, [0] * 11
     for c in cs:
         n[str(c.outcome)] += 1
@@ -271,6 +275,10 @@ def direct_row(cs: list[ContactFacts]) -> dict[str, object]:
             transferred += c.transferred
             known += c.resolved_first_contact is not None
             resolved += c.resolved_first_contact is True
+            if c.fcr_repeat is not None:
+                by_repeat += 1
+                if c.fcr_repeat:
+                    repeats[c.fcr_repeat] += 1
         if c.csat is not None:
             csat_counts[c.csat - 1] += 1
         if c.nps is not None:
@@ -293,6 +301,9 @@ def direct_row(cs: list[ContactFacts]) -> dict[str, object]:
         "transferred": transferred,
         "fcr_resolved": resolved,
         "fcr_known": known,
+        "fcr_repeat_known": by_repeat,
+        "fcr_repeat_days": sorted(repeats),
+        "fcr_repeat_count": [repeats[d] for d in sorted(repeats)],
         "csat_counts": csat_counts,
         "nps_counts": nps_counts,
     }

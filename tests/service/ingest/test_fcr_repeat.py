@@ -1,0 +1,217 @@
+"""FCR by repeat (KPIS.md): where the source gives no flag, an answered contact is
+resolved when the same customer makes no further contact on the project within
+the contract's `fcr_window` (default 7 days). Hand-computed figures, whatever
+order the contacts arrive in, after corrections, through every read path
+(daily and monthly rollups, 15-minute intervals and agents from raw rows), and
+after a rebuild from raw rows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from httpx import AsyncClient
+from sqlalchemy import text
+
+from service.core.config import Settings
+from service.core.db import Database
+from service.kpis.rollups import rebuild_rollups
+from service.kpis.sums import repeat_days
+from tests.factories import bearer
+from tests.service.ingest.conftest import Site, make_site, scope
+
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+def call(
+    site: Site, ext: str, outcome: str, queued: datetime, customer: str | None, **kw: Any
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "external_id": ext,
+        "queue_key": site.queue,
+        "queued_at": queued.isoformat(),
+        "outcome": outcome,
+        "wait_s": 5,
+    }
+    if customer is not None:
+        row["customer_key"] = customer
+    if outcome == "answered":
+        row |= {
+            "answered_at": (queued + timedelta(seconds=5)).isoformat(),
+            "talk_s": 60,
+            "agent_key": site.agent_key,
+        }
+    return row | kw
+
+
+def first_day(site: Site) -> list[dict[str, Any]]:
+    """The answered contacts of 2 March: what FCR is judged on."""
+    return [
+        call(site, "a1", "answered", T0, "A"),  # A calls back after 3 days
+        call(site, "b1", "answered", T0, "B"),  # B calls back after exactly 7 days
+        call(site, "c1", "answered", T0 + timedelta(hours=1), "C"),  # after 7 days and 1 s
+        # the flag wins over a repeat; a flag says resolved whatever comes after
+        call(site, "d1", "answered", T0, "D", resolved_first_contact=False),
+        call(site, "f1", "answered", T0, "F", resolved_first_contact=True),
+        call(site, "e1", "answered", T0, None),  # no flag, no customer: cannot be judged
+    ]
+
+
+def later(site: Site) -> list[dict[str, Any]]:
+    return [
+        call(site, "a2", "abandoned", T0 + timedelta(days=3), "A"),
+        call(site, "b2", "answered", T0 + timedelta(days=7), "B"),
+        call(site, "c2", "answered", T0 + timedelta(days=7, hours=1, seconds=1), "C"),
+        call(site, "d2", "abandoned", T0 + timedelta(days=1), "D"),
+    ]
+
+
+async def push(client: AsyncClient, site: Site, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    response = await client.post(
+        "/api/v1/contacts:batch", json={"records": rows}, headers=bearer(site.seed.admin_token)
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert body["rejected_count"] == 0, body
+    return body
+
+
+async def fcr(
+    client: AsyncClient, site: Site, start: str = "2026-03-02", end: str = "2026-03-03", **kw: Any
+) -> dict[str, Any]:
+    response = await client.get(
+        f"/api/v1/projects/{site.project_id}/kpis",
+        params={"from": start, "to": end, "kpis": "fcr", **kw},
+        headers=bearer(site.seed.admin_token),
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def figure(body: dict[str, Any]) -> tuple[float | None, float | None]:
+    total = body["total"]["fcr"]
+    return total["numerator"], total["denominator"]
+
+
+def test_repeat_days_rounds_up_whole_days() -> None:
+    assert repeat_days(timedelta(0)) == 1
+    assert repeat_days(timedelta(days=7)) == 7
+    assert repeat_days(timedelta(days=7, microseconds=1)) == 8
+    assert repeat_days(timedelta(days=90)) == 90
+    assert repeat_days(timedelta(days=90, seconds=1)) is None
+
+
+@pytest.mark.parametrize("order", ["in_order", "late_first_contacts", "one_batch"])
+async def test_fcr_by_repeat_is_hand_computed_whatever_the_arrival_order(
+    client: AsyncClient, settings: Settings, db: Database, order: str
+) -> None:
+    site = await make_site(client, settings, db)
+    if order == "in_order":
+        await push(client, site, first_day(site))
+        await push(client, site, later(site))
+    elif order == "late_first_contacts":
+        await push(client, site, later(site))
+        await push(client, site, first_day(site))
+    else:
+        await push(client, site, [*later(site), *first_day(site)])
+
+    body = await fcr(client, site)
+    # Judged: d1, f1 by flag; a1, b1, c1 by repeat (e1 cannot be). Resolved at 7 days:
+    # f1, and c1 (its customer came back after 7 days and 1 s).
+    assert figure(body) == (2, 5)
+    assert body["total"]["fcr"]["value"] == pytest.approx(2 / 5)
+    assert body["terms"]["fcr_window_days"] == 7
+    assert "within 7 days" in body["total"]["fcr"]["formula"]
+    # Any window, exactly: 2 days keeps every repeat out; 8 days takes c1's in.
+    assert figure(await fcr(client, site, fcr_window_days=2)) == (4, 5)
+    assert figure(await fcr(client, site, fcr_window_days=3)) == (3, 5)
+    # b1's call back came after exactly 7 days: a repeat within 7, not within 6.
+    assert figure(await fcr(client, site, fcr_window_days=6)) == (3, 5)
+    assert figure(await fcr(client, site, fcr_window_days=8)) == (1, 5)
+    # The month adds b2 and c2 (answered, no call back): read from the rollups as a
+    # month, by day, and from raw rows by interval and per agent, the same figure.
+    month = {"start": "2026-03-01", "end": "2026-04-01"}
+    for params in (
+        {"granularity": "month"},
+        {"granularity": "day"},
+        {"granularity": "interval"},
+        {"granularity": "month", "group_by": "agent"},
+    ):
+        assert figure(await fcr(client, site, **month, **params)) == (4, 7), params
+    by_day = await fcr(client, site, **month, granularity="day")
+    days = {b["start"][:10]: b["kpis"]["fcr"] for b in by_day["buckets"]}
+    assert (days["2026-03-02"]["numerator"], days["2026-03-02"]["denominator"]) == (2, 5)
+    assert (days["2026-03-09"]["numerator"], days["2026-03-09"]["denominator"]) == (2, 2)
+    assert days["2026-03-05"]["value"] is None  # no answered contact: no data, not 0 %
+
+
+async def test_corrections_move_the_repeat_with_the_contact(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    site = await make_site(client, settings, db)
+    await push(client, site, first_day(site) + later(site))
+    assert figure(await fcr(client, site)) == (2, 5)
+    # A's call back was in fact 10 days later: a1 is resolved within 7 days.
+    moved = call(site, "a2", "abandoned", T0 + timedelta(days=10), "A", source_version=2)
+    assert (await push(client, site, [moved]))["updated"] == 1
+    assert figure(await fcr(client, site)) == (3, 5)
+    # Within 8 days: f1, a1 (10 days); b1 (7) and c1 (7 days and 1 s) came back.
+    assert figure(await fcr(client, site, fcr_window_days=8)) == (2, 5)
+    # C's second call was someone else's: c1 has no repeat any more.
+    other = call(
+        site, "c2", "answered", T0 + timedelta(days=7, hours=1, seconds=1), "Z", source_version=2
+    )
+    assert (await push(client, site, [other]))["updated"] == 1
+    assert figure(await fcr(client, site, fcr_window_days=8)) == (3, 5)
+    # b1 gains a flag: the flag decides, and b1 leaves the judged-by-repeat count.
+    flagged = call(site, "b1", "answered", T0, "B", resolved_first_contact=True, source_version=2)
+    assert (await push(client, site, [flagged]))["updated"] == 1
+    assert figure(await fcr(client, site)) == (4, 5)
+    # An older version arriving late changes nothing.
+    stale = call(site, "a2", "abandoned", T0 + timedelta(days=1), "A", source_version=1)
+    assert (await push(client, site, [stale]))["stale"] == 1
+    assert figure(await fcr(client, site)) == (4, 5)
+
+    before = await fcr(client, site, start="2026-03-01", end="2026-04-01", granularity="day")
+    async with db.transaction(scope(site)) as session:
+        await session.execute(
+            text("update kpi_daily_repeats set n = n + 5 where tenant_id = :t"),
+            {"t": site.seed.id},
+        )
+        assert await rebuild_rollups(session, site.seed.id) == 10
+    after = await fcr(client, site, start="2026-03-01", end="2026-04-01", granularity="day")
+    assert after["buckets"] == before["buckets"]
+
+
+async def test_a_contracts_window_is_used_and_named(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    site = await make_site(client, settings, db)
+    await push(client, site, first_day(site) + later(site))
+    created = await client.post(
+        "/api/v1/contracts",
+        json={
+            "project_id": str(site.project_id),
+            "effective_from": "2026-03-01",
+            "fcr_window_days": 2,
+            "targets": [{"kpi": "fcr", "comparator": ">=", "target": 0.7}],
+        },
+        headers=bearer(site.seed.admin_token),
+    )
+    assert created.status_code == 201, created.text
+    body = await fcr(client, site)
+    assert body["terms"]["fcr_window_days"] == 2
+    assert body["terms"]["source"] == "contract"
+    assert figure(body) == (4, 5)
+    assert figure(await fcr(client, site, fcr_window_days=7)) == (2, 5)
+    for bad in (0, 91, "x"):
+        response = await client.get(
+            f"/api/v1/projects/{site.project_id}/kpis",
+            params={"from": "2026-03-02", "to": "2026-03-03", "fcr_window_days": bad},
+            headers=bearer(site.seed.admin_token),
+        )
+        assert response.status_code == 422, bad
+        assert response.headers["content-type"] == "application/problem+json"
+        assert "fcr_window_days" in response.text
