@@ -21,11 +21,17 @@ false and readers recompute that maximum from raw rows.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.core.db import planner_settings
 from service.kpis.sums import FINAL_OUTCOMES, MAX_FCR_WINDOW_DAYS
+
+# Plan each run for its values (the driver's prepared statements would otherwise
+# settle on a generic plan blind to the partition bounds; see repository.py).
+CUSTOM_PLANS = "force_custom_plan"
 
 OUTCOME_CODE_SQL = (
     "case outcome "
@@ -269,40 +275,52 @@ with touched as (
   from ({{sources}}) x
   where customer_key is not null
   group by project_id, customer_key
-),
-seq as (
-  select k.project_id, k.external_id, k.contact_id, k.queued_at, k.repeat_days, t.lo, t.hi,
-         lead(k.queued_at) over (partition by k.project_id, k.customer_key
-                                 order by k.queued_at, k.contact_id) as next_at
-  from touched t
-  join contact_keys k
-    on k.tenant_id = :t and k.project_id = t.project_id and k.customer_key = t.customer_key
-   and k.queued_at >= t.lo - {_WINDOW} and k.queued_at <= t.hi + {_WINDOW}
-),
-changed as (
-  select * from (
-    select project_id, external_id, contact_id, queued_at, repeat_days as old_days,
-           {REPEAT_DAYS_SQL} as new_days
-    from seq
-    where queued_at >= lo - {_WINDOW} and queued_at <= hi
-  ) s
-  where new_days is distinct from old_days
-),
-keys as (
-  update contact_keys k set repeat_days = c.new_days
-  from changed c
-  where k.tenant_id = :t and k.project_id = c.project_id and k.external_id = c.external_id
-),
-moved as (
-  update contacts c set repeat_days = ch.new_days
-  from changed ch
-  where c.tenant_id = :t and c.project_id = ch.project_id and c.queued_at = ch.queued_at
-    and c.id = ch.contact_id
-  returning c.project_id, c.client_id, c.channel, c.local_day, c.outcome,
-            c.resolved_first_contact, c.customer_key, ch.old_days, ch.new_days
 )
-select * from moved
+-- One probe of the customer index per customer (a lateral subquery keeps it a
+-- nested loop: joined plainly, it was planned as a hash join reading every key of
+-- the tenant), each customer's contacts in reach ordered by the index.
+select * from (
+  select s.project_id, s.external_id, s.contact_id, s.queued_at, s.repeat_days as old_days,
+         {REPEAT_DAYS_SQL} as new_days
+  from touched t
+  cross join lateral (
+    select k.project_id, k.external_id, k.contact_id, k.queued_at, k.repeat_days,
+           lead(k.queued_at) over (order by k.queued_at, k.contact_id) as next_at
+    from contact_keys k
+    where k.tenant_id = :t and k.project_id = t.project_id and k.customer_key = t.customer_key
+      and k.queued_at >= t.lo - {_WINDOW} and k.queued_at <= t.hi + {_WINDOW}
+  ) s
+  where s.queued_at <= t.hi
+) s
+where new_days is distinct from old_days
 """
+# The changed contacts are a table of their own before they are written, and an
+# ingest writes them with a probe per changed contact: estimated from the customers
+# of a batch (thousands) where a few hundred change, the updates were planned as
+# hash joins reading every key and every contact of the tenant; with hash joins
+# off, and statistics of a table just filled (a tenant's first imports), as one
+# read of the tenant's keys materialized and joined row by row. The time bounds prune the
+# month partitions when the update is planned (planning it over every partition
+# took 45 ms with 200 of them).
+_REPEATS_WRITE = (
+    """
+    update contact_keys k set repeat_days = c.new_days
+    from stage_repeats c
+    where k.tenant_id = :t and k.project_id = c.project_id and k.external_id = c.external_id
+    """,
+    """
+    create temp table stage_repeat_moves on commit drop as
+    with moved as (
+      update contacts c set repeat_days = ch.new_days
+      from stage_repeats ch
+      where c.tenant_id = :t and c.project_id = ch.project_id and c.queued_at = ch.queued_at
+        and c.id = ch.contact_id and c.queued_at >= :lo and c.queued_at <= :hi
+      returning c.project_id, c.client_id, c.channel, c.local_day, c.outcome,
+                c.resolved_first_contact, c.customer_key, ch.old_days, ch.new_days
+    )
+    select * from moved
+    """,
+)
 # Where a batch's customers were and are: every new version, and the old versions
 # of corrected contacts (a contact that moved away leaves a gap behind it).
 _BATCH_CUSTOMERS = (
@@ -314,27 +332,70 @@ _REPEAT_DELTA = (
     "with stage_delta as ("
     " select -1 as sign, project_id, client_id, channel, local_day, outcome,"
     " resolved_first_contact, customer_key, old_days as repeat_days"
-    " from stage_repeats where old_days is not null"
+    " from stage_repeat_moves where old_days is not null"
     " union all select 1, project_id, client_id, channel, local_day, outcome,"
     " resolved_first_contact, customer_key, new_days"
-    " from stage_repeats where new_days is not null)\n"
+    " from stage_repeat_moves where new_days is not null)\n"
 )
+
+
+_TENANT_REPEATS_LOCK = "select pg_advisory_xact_lock(hashtextextended('callpact:fcr-repeats:' || cast(cast(:t as uuid) as text), 0))"
 
 
 async def apply_repeat_changes(
     session: AsyncSession, tenant_id: uuid.UUID, *, corrections: bool = True
 ) -> None:
     """After an ingest batch (same transaction): recompute `repeat_days` around the
-    batch's customers and move `kpi_daily_repeats` by what changed."""
+    batch's customers and move `kpi_daily_repeats` by what changed.
+
+    Two imports of one tenant recompute one at a time, to their commits: each
+    statement after the lock sees what the other committed (read committed). Without
+    it, two contacts of one customer imported at once each missed the other, and the
+    earlier one kept no repeat."""
+    await session.execute(text(_TENANT_REPEATS_LOCK), {"t": tenant_id})
     sources = _BATCH_CUSTOMERS + (_OLD_CUSTOMERS if corrections else "")
     await _recompute_repeats(session, tenant_id, sources)
 
 
-async def _recompute_repeats(session: AsyncSession, tenant_id: uuid.UUID, sources: str) -> None:
-    await session.execute(text("drop table if exists stage_repeats"))
-    await session.execute(text(_REPEATS_RECOMPUTE.format(sources=sources)), {"t": tenant_id})
-    for statement in _repeats_statements():
-        await session.execute(text(_REPEAT_DELTA + statement), {"t": tenant_id})
+async def _recompute_repeats(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    sources: str,
+    params: Mapping[str, object] | None = None,
+    *,
+    move_rollups: bool = True,
+) -> None:
+    """Recompute repeat_days of the customers in `sources` (a select of project_id,
+    customer_key, queued_at) and write what changed; with `move_rollups`, move
+    `kpi_daily_repeats` by it."""
+    params = {"t": tenant_id, **(params or {})}
+    for table in ("stage_repeats", "stage_repeat_moves"):
+        await session.execute(text(f"drop table if exists {table}"))
+    found = await session.execute(text(_REPEATS_RECOMPUTE.format(sources=sources)), params)
+    if not found.rowcount:  # type: ignore[attr-defined]
+        return
+    lo, hi = (
+        await session.execute(text("select min(queued_at), max(queued_at) from stage_repeats"))
+    ).one()
+    bounded = {**params, "lo": lo, "hi": hi}
+    if move_rollups:  # an ingest: a few changes
+        async with planner_settings(
+            session,
+            enable_hashjoin="off",
+            enable_mergejoin="off",
+            enable_material="off",
+            enable_seqscan="off",
+            enable_bitmapscan="off",
+            plan_cache_mode=CUSTOM_PLANS,
+        ):
+            for statement in _REPEATS_WRITE:
+                await session.execute(text(statement), bounded)
+        for statement in _repeats_statements():
+            await session.execute(text(_REPEAT_DELTA + statement), params)
+    else:  # a rebuild: any number
+        await session.execute(text("analyze stage_repeats"))
+        for statement in _REPEATS_WRITE:
+            await session.execute(text(statement), bounded)
 
 
 # Every customer of the tenant (or project), over all time: a rebuild's recompute.
@@ -350,10 +411,10 @@ async def rebuild_rollups(
     """Recompute the tenant's (or one project's) rollups from raw contacts; returns contacts read."""
     only = "and project_id = :p" if project_id is not None else ""
     params = {"t": tenant_id, "p": project_id}
-    # Every contact's repeat_days again, from the keys (whatever the rollups say).
-    await session.execute(text("drop table if exists stage_repeats"))
-    await session.execute(
-        text(_REPEATS_RECOMPUTE.format(sources=_ALL_CUSTOMERS.format(only=only))), params
+    # Every contact's repeat_days again, from the keys (whatever the rollups say); the
+    # rollups are rebuilt from the contacts below.
+    await _recompute_repeats(
+        session, tenant_id, _ALL_CUSTOMERS.format(only=only), params, move_rollups=False
     )
     for grain, _, kinds in _GRAINS:
         for kind in kinds:

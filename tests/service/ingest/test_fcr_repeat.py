@@ -7,6 +7,7 @@ after a rebuild from raw rows."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,6 +15,8 @@ import pytest
 from httpx import AsyncClient
 from sqlalchemy import text
 
+from service.contacts.ingest import ingest_records
+from service.contacts.records import ContactRecord
 from service.core.config import Settings
 from service.core.db import Database
 from service.kpis.rollups import rebuild_rollups
@@ -215,3 +218,69 @@ async def test_a_contracts_window_is_used_and_named(
         assert response.status_code == 422, bad
         assert response.headers["content-type"] == "application/problem+json"
         assert "fcr_window_days" in response.text
+
+
+async def test_two_imports_of_one_customer_at_once_see_each_other(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    """The earlier call held uncommitted while the call back is imported: the second
+    import waits for the first (observed in pg_locks) and then sees it, so the
+    earlier call gets its repeat whatever the commit order."""
+    site = await make_site(client, settings, db)
+    # A month and a channel apart, so that no rollup row is shared (an upsert into a
+    # row the other import wrote would hold the second one on its own).
+    evening = datetime(2026, 3, 31, 22, 0, tzinfo=UTC)
+    monday = [ContactRecord(**record_of(site, call(site, "m1", "answered", evening, "Q")))]
+    later_call = call(site, "t1", "answered", evening + timedelta(hours=12), "Q")
+    tuesday = [ContactRecord(**record_of(site, later_call, "chat"))]
+    async with db.transaction(scope(site)) as session:
+        await ingest_records(session, site.seed.id, list(enumerate(monday, start=1)))
+
+        async def second() -> None:
+            async with db.transaction(scope(site)) as other:
+                await ingest_records(other, site.seed.id, list(enumerate(tuesday, start=1)))
+
+        later = asyncio.create_task(second())
+        for _ in range(600):
+            async with db.admin_transaction() as admin:
+                waiting = (
+                    await admin.execute(
+                        text(
+                            "select count(*) from pg_locks where locktype = 'advisory' and not granted"
+                        )
+                    )
+                ).scalar_one()
+            if waiting or later.done():
+                break
+            await asyncio.sleep(0.1)
+        assert not later.done(), "the second import did not wait for the first"
+    await later
+    async with db.admin_transaction() as admin:
+        days = dict(
+            (
+                await admin.execute(
+                    text("select external_id, repeat_days from contacts where tenant_id = :t"),
+                    {"t": site.seed.id},
+                )
+            ).all()
+        )
+    assert days == {"m1": 1, "t1": None}
+    assert figure(await fcr(client, site, start="2026-03-31", end="2026-04-02")) == (1, 2)
+
+
+def record_of(site: Site, row: dict[str, Any], channel: str = "voice") -> dict[str, Any]:
+    """A JSON batch row as a ContactRecord's fields (what the importers build)."""
+    return {
+        "source": "test",
+        "external_id": row["external_id"],
+        "queue_key": row["queue_key"],
+        "channel": channel,
+        "queued_at": datetime.fromisoformat(row["queued_at"]),
+        "answered_at": datetime.fromisoformat(row["answered_at"]),
+        "outcome": row["outcome"],
+        "wait_s": row["wait_s"],
+        "talk_s": row["talk_s"],
+        "agent_key": row["agent_key"],
+        "customer_key": row["customer_key"],
+        "raw_ref": f"test:{row['external_id']}",
+    }
