@@ -263,11 +263,15 @@ class ContractTerms:
     # FCR by repeat: a further contact of the customer within this many days
     # means the first was not resolved (KPIS.md; contracts: 1 to 90, default 7).
     fcr_window_days: int = 7
+    # The intervals a mean of interval ratios averages over (contracts: 15, 30 or 60).
+    interval_minutes: int = 15
 
     def __post_init__(self) -> None:
         w = self.fcr_window_days
         if isinstance(w, bool) or not isinstance(w, int) or not 1 <= w <= MAX_FCR_WINDOW_DAYS:
             raise FormulaError(f"fcr_window_days {w!r}: whole days from 1 to {MAX_FCR_WINDOW_DAYS}")
+        if self.interval_minutes not in (15, 30, 60):
+            raise FormulaError(f"interval_minutes {self.interval_minutes!r}: 15, 30 or 60")
 
     @property
     def short_abandon_s(self) -> int:

@@ -49,6 +49,7 @@ class TermsRead(BaseModel):
     short_abandon_s: int
     timeouts_as_abandons: bool
     fcr_window_days: int
+    interval_minutes: int
     source: Literal["query", "contract", "default"]
 
 

@@ -4,6 +4,7 @@ terms. Every response names the formula it used."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -60,27 +61,33 @@ def _read(value: KpiValue) -> KpiRead:
     )
 
 
-def terms_from_query(
-    q: KpiQuery,
-    contract_sl: dict[str, object] | None,
-    contract_timeouts: bool | None,
-    contract_fcr_window: int | None = None,
-) -> tuple[ContractTerms, str]:
+class ContractKpiTerms(NamedTuple):
+    """What a contract in force says about computing KPIs (None: not said)."""
+
+    service_level: dict[str, object] | None = None
+    timeouts_as_abandons: bool | None = None
+    fcr_window_days: int | None = None
+    interval_minutes: int | None = None
+
+
+def terms_from_query(q: KpiQuery, contract: ContractKpiTerms) -> tuple[ContractTerms, str]:
     """The contract's formula (else the default: SL1, 20 s, 5 s) with what the query
     names in its place: `sl` a preset's numerator and denominator, `t` the threshold,
     `short_abandon_s` the short-abandon bound. What the query does not name stays the
     contract's (asking for T = 30 s keeps the contract's preset and short abandons).
-    `fcr_window_days` likewise replaces the contract's FCR window (default 7 days)."""
+    `fcr_window_days` likewise replaces the contract's FCR window (default 7 days).
+    `sl` is a preset's name or a formula object (JSON), as KPIS.md has it."""
+    contract_sl = contract.service_level
     source = (
         "query"
         if any(v is not None for v in (q.sl, q.t, q.short_abandon_s, q.fcr_window_days))
-        else ("contract" if contract_sl or contract_fcr_window is not None else "default")
+        else ("contract" if contract != ContractKpiTerms() else "default")
     )
     try:
         spec: dict[str, object] = dict(contract_sl) if contract_sl else {"preset": "SL1"}
         if q.sl is not None:
             kept = ("threshold_s", "short_abandon_s", "aggregation")
-            spec = {"preset": q.sl, **{k: spec[k] for k in kept if k in spec}}
+            spec = {k: spec[k] for k in kept if k in spec} | _sl_spec(q.sl)
         if q.t is not None:
             spec["threshold_s"] = q.t
         if q.short_abandon_s is not None:
@@ -91,13 +98,32 @@ def terms_from_query(
             str(exc), field="sl" if q.sl else ("t" if q.t is not None else "short_abandon_s")
         ) from exc
     timeouts = (
-        q.timeouts_as_abandons if q.timeouts_as_abandons is not None else bool(contract_timeouts)
+        q.timeouts_as_abandons
+        if q.timeouts_as_abandons is not None
+        else bool(contract.timeouts_as_abandons)
     )
-    window = q.fcr_window_days or contract_fcr_window or DEFAULT_TERMS.fcr_window_days
-    return (
-        ContractTerms(service_level=formula, timeouts_as_abandons=timeouts, fcr_window_days=window),
-        source,
+    window = q.fcr_window_days or contract.fcr_window_days or DEFAULT_TERMS.fcr_window_days
+    terms = ContractTerms(
+        service_level=formula,
+        timeouts_as_abandons=timeouts,
+        fcr_window_days=window,
+        interval_minutes=contract.interval_minutes or DEFAULT_TERMS.interval_minutes,
     )
+    return terms, source
+
+
+def _sl_spec(sl: str) -> dict[str, object]:
+    """`sl=`: a preset's name, or a formula object in JSON (its fields replace the
+    contract's; a field it leaves out, e.g. the threshold, stays the contract's)."""
+    if not sl.lstrip().startswith("{"):
+        return {"preset": sl}
+    try:
+        spec = json.loads(sl)
+    except ValueError as exc:
+        raise FormulaError(f"sl is neither a preset name nor a JSON object: {exc}") from exc
+    if not isinstance(spec, dict):
+        raise FormulaError("sl is neither a preset name nor a JSON object")
+    return spec
 
 
 def _instant(value: date | datetime, zone: ZoneInfo, name: str) -> datetime:
@@ -167,9 +193,10 @@ async def _scope_projects(
             await conn.execute(
                 text(
                     "select p.id, p.time_zone, c.effective_to, c.targets, c.short_abandon_s,"
-                    " c.timeouts_count_as_abandons, c.fcr_window_days from projects p"
-                    " left join lateral (select effective_to, targets, short_abandon_s,"
-                    " timeouts_count_as_abandons, fcr_window_days"
+                    " c.timeouts_count_as_abandons, c.fcr_window_days, c.interval_minutes"
+                    " from projects p left join lateral (select effective_to, targets,"
+                    " short_abandon_s, timeouts_count_as_abandons, fcr_window_days,"
+                    " interval_minutes"
                     " from contracts c where c.tenant_id = p.tenant_id and c.project_id = p.id"
                     f" and c.effective_from <= {on_day} order by c.effective_from desc limit 1"
                     f") c on true where p.tenant_id = :t and p.id = :id{walls}"
@@ -206,13 +233,16 @@ async def _scope_projects(
     return [ScopeProject(r.id, r.time_zone) for r in rows], zone, None
 
 
-def _contract_terms(
-    contract: Row[Any] | None, at: date
-) -> tuple[dict[str, object] | None, bool | None, int | None]:
-    """The service-level formula, timeout rule and FCR window of the contract row read
-    with the project (`_scope_projects`), if it is in force on `at`."""
+def _contract_terms(contract: Row[Any] | None, at: date) -> ContractKpiTerms:
+    """The service-level formula, timeout rule, FCR window and interval of the contract
+    row read with the project (`_scope_projects`), if it is in force on `at`."""
     if contract is None or (contract.effective_to is not None and contract.effective_to < at):
-        return None, None, None
+        return ContractKpiTerms()
+    rest = (
+        contract.timeouts_count_as_abandons,
+        contract.fcr_window_days,
+        contract.interval_minutes,
+    )
     for target in contract.targets or []:
         if target.get("kpi") == "service_level" and isinstance(target.get("formula"), dict):
             stored = dict(target["formula"])
@@ -238,8 +268,8 @@ def _contract_terms(
             threshold = stored.get("threshold_s") or target.get("threshold_s")
             if threshold is not None:
                 formula["threshold_s"] = threshold
-            return formula, contract.timeouts_count_as_abandons, contract.fcr_window_days
-    return None, contract.timeouts_count_as_abandons, contract.fcr_window_days
+            return ContractKpiTerms(formula, *rest)
+    return ContractKpiTerms(None, *rest)
 
 
 async def kpi_report(
@@ -257,12 +287,12 @@ async def kpi_report(
             f"{len(buckets)} buckets: at most {MAX_BUCKETS}; choose a coarser granularity.",
             field="granularity",
         )
-    contract_sl, contract_timeouts, contract_window = (None, None, None)
-    if scope == "project":
-        contract_sl, contract_timeouts, contract_window = _contract_terms(
-            contract, start.astimezone(zone).date()
-        )
-    terms, source = terms_from_query(q, contract_sl, contract_timeouts, contract_window)
+    in_force = (
+        _contract_terms(contract, start.astimezone(zone).date())
+        if scope == "project"
+        else ContractKpiTerms()
+    )
+    terms, source = terms_from_query(q, in_force)
     if q.kpis:
         unknown = sorted(set(q.kpis) - set(QUEUE_KPIS))
         if unknown:
@@ -278,16 +308,26 @@ async def kpi_report(
     # A mean of interval ratios averages one ratio per interval: its total merges the
     # groups' sums of each interval first (read where intervals are read, below).
     by_interval: dict[datetime, list[KpiSums]] = defaultdict(list)
+    # Quarter hours read from raw rows, placed in the contract's intervals (15, 30 or
+    # 60 minutes, in the report's zone) within each bucket: a mean of interval ratios
+    # averages one ratio per contract interval.
+    quarters: dict[tuple[str | None, Bucket], dict[datetime, list[KpiSums]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    interval = Granularity(f"{terms.interval_minutes}min")
+
+    def place(group: str | None, instant: datetime, sums: KpiSums) -> None:
+        at = instant if interval is Granularity.MIN15 else bucket_of(instant, interval, zone).start
+        quarters[group, bucket_of(instant, granularity, zone)][at].append(sums)
+        by_interval[at].append(sums)
+
     ids = [p.id for p in projects]
     if ids and q.group_by == "agent":
         raw = await repository.raw_sums(
             session, ctx.tenant_id, ids, start, end, q.channel, group="agent"
         )
         for (instant, agent), sums in raw.items():
-            per_group[str(agent) if agent else None][bucket_of(instant, granularity, zone)].append(
-                sums
-            )
-            by_interval[instant].append(sums)
+            place(str(agent) if agent else None, instant, sums)
     elif ids:
         # A mean of interval ratios needs the intervals themselves.
         daily_ok = (
@@ -417,8 +457,11 @@ async def kpi_report(
                 by_channel=q.group_by == "channel",
             )
             for (instant, channel), sums in rows.items():
-                per_group[channel][bucket_of(instant, granularity, zone)].append(sums)
-                by_interval[instant].append(sums)
+                place(channel, instant, sums)
+    for (group, bucket), at in quarters.items():
+        per_group[group][bucket].extend(
+            parts[0] if len(parts) == 1 else KpiSums.merge(parts) for _, parts in sorted(at.items())
+        )
 
     wanted = q.kpis or list(QUEUE_KPIS)
 
@@ -487,6 +530,7 @@ async def kpi_report(
             short_abandon_s=terms.short_abandon_s,
             timeouts_as_abandons=terms.timeouts_as_abandons,
             fcr_window_days=terms.fcr_window_days,
+            interval_minutes=terms.interval_minutes,
             source=source,
         ),
         buckets=out,

@@ -320,3 +320,77 @@ async def test_a_mean_of_interval_ratios_by_channel_totals_one_ratio_per_interva
         assert response.status_code == 200, response.text
         total = response.json()["total"]["service_level"]["value"]
         assert total == pytest.approx((1 / 4 + 0) / 2), group_by
+
+
+async def test_a_mean_of_interval_ratios_averages_the_contracts_intervals(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    """The contract's intervals are 30 minutes: 09:00-09:30 holds one call within T and
+    one after it (1/2), 09:30-10:00 one within T (1/1): the mean is 3/4, where a mean of
+    quarter hours would be (1 + 0 + 1) / 3."""
+    site = await make_site(client, settings, db)
+    created = await client.post(
+        "/api/v1/contracts",
+        json={
+            "project_id": str(site.project_id),
+            "effective_from": "2026-05-01",
+            "interval_minutes": 30,
+            "targets": [
+                {
+                    "kpi": "service_level",
+                    "formula": {"aggregation": "mean_of_intervals"},
+                    "threshold_s": 20,
+                    "target": 0.8,
+                }
+            ],
+        },
+        headers=bearer(site.seed.admin_token),
+    )
+    assert created.status_code == 201, created.text
+    nine = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
+    await push(
+        client,
+        site,
+        [
+            contact(site, 1, "answered", 10, nine),
+            contact(site, 2, "answered", 30, nine + timedelta(minutes=20)),
+            contact(site, 3, "answered", 5, nine + timedelta(minutes=40)),
+        ],
+    )
+    for params in ({}, {"group_by": "agent"}, {"granularity": "interval"}):
+        response = await client.get(
+            f"/api/v1/projects/{site.project_id}/kpis",
+            params={"from": "2026-05-04", "to": "2026-05-05", **params},
+            headers=bearer(site.seed.admin_token),
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["terms"]["interval_minutes"] == 30
+        assert body["total"]["service_level"]["value"] == pytest.approx(3 / 4), params
+    # By quarter hour, each bucket is the part of its interval inside it.
+    quarters = [
+        b["kpis"]["service_level"]["value"]
+        for b in body["buckets"]
+        if b["kpis"]["service_level"]["value"] is not None
+    ]
+    assert quarters == [1.0, 0.0, 1.0]
+
+
+async def test_sl_may_be_a_formula_object(client: AsyncClient, site: Site) -> None:
+    """KPIS.md: the API accepts a preset's name or the full object. Here handled within
+    T over A + Ab with short abandons kept: (1 answer within 20 s + 1 abandon within 20 s)
+    of 2 answers + 2 abandons."""
+    formula = '{"numerator": "handled_within", "short_abandon_s": 0}'
+    body = await kpis(client, site, sl=formula)
+    assert body["terms"]["source"] == "query"
+    assert body["terms"]["expression"] == "(A_T + Ab_T) / (A + Ab)"
+    assert body["total"]["service_level"]["value"] == pytest.approx(2 / 4)
+    for bad in ('{"numerator": "nonsense"}', "[1, 2]", "{not json"):
+        response = await client.get(
+            f"/api/v1/projects/{site.project_id}/kpis",
+            params={"from": "2026-03-02", "to": "2026-03-03", "sl": bad},
+            headers=bearer(site.seed.admin_token),
+        )
+        assert response.status_code == 422, bad
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["field"] == "sl", response.text
