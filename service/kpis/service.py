@@ -119,7 +119,7 @@ def _sl_spec(sl: str) -> dict[str, object]:
         return {"preset": sl}
     try:
         spec = json.loads(sl)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise FormulaError(f"sl is neither a preset name nor a JSON object: {exc}") from exc
     if not isinstance(spec, dict):
         raise FormulaError("sl is neither a preset name nor a JSON object")
