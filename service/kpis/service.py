@@ -86,8 +86,16 @@ def terms_from_query(q: KpiQuery, contract: ContractKpiTerms) -> tuple[ContractT
     try:
         spec: dict[str, object] = dict(contract_sl) if contract_sl else {"preset": "SL1"}
         if q.sl is not None:
-            kept = ("threshold_s", "short_abandon_s", "aggregation")
-            spec = {k: spec[k] for k in kept if k in spec} | _sl_spec(q.sl)
+            given = _sl_spec(q.sl)
+            # What it names replaces the contract's: a preset the whole shape (preset,
+            # numerator, denominator), a numerator or denominator only itself (and the
+            # preset's name, which no longer says what the shape is).
+            replaced = set(given)
+            if "preset" in given:
+                replaced |= {"numerator", "denominator"}
+            elif replaced & {"numerator", "denominator"}:
+                replaced.add("preset")
+            spec = {k: v for k, v in spec.items() if k not in replaced} | given
         if q.t is not None:
             spec["threshold_s"] = q.t
         if q.short_abandon_s is not None:
