@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,6 +13,8 @@ import pytest
 from httpx import AsyncClient
 from sqlalchemy import text
 
+from service.contacts.ingest import ingest_records
+from service.contacts.records import ContactRecord
 from service.core.config import DatabaseSettings, Settings
 from service.core.db import Database
 from service.core.migrate import upgrade_async
@@ -19,7 +22,7 @@ from service.kpis.rollups import rebuild_rollups
 from tests.conftest import Server, create_database, drop_database
 from tests.factories import bearer
 from tests.service.ingest.conftest import Site, make_site, scope
-from tests.service.ingest.test_fcr_repeat import call, fcr, figure, push
+from tests.service.ingest.test_fcr_repeat import call, fcr, figure, push, record_of
 from tests.service.uploads.conftest import QUEUE_LOG, make_center, upload
 
 VOIP = QUEUE_LOG / "voipreports1.queue_log"
@@ -520,3 +523,54 @@ async def test_an_sl_object_replaces_only_the_fields_it_names(
         ' "abandoned_after_t", "abandoned_within_t"]}'
     )
     assert numerator["expression"] == "(A_T + Ab_T) / (A + Ab)"
+
+
+async def test_concurrent_imports_and_corrections_of_shared_customers_stay_exact(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    """Four imports at once, each correcting contacts of customers the others add to
+    (and holding its transaction open a moment): every one lands, and what they leave
+    is what a rebuild from the raw rows gives."""
+    site = await make_site(client, settings, db)
+    base = [
+        call(site, f"{c}{i}", "answered", T0 + timedelta(days=3 * i, hours=k), c)
+        for k, c in enumerate("QRS")
+        for i in range(4)
+    ]
+    await push(client, site, base)
+
+    def batch(n: int) -> list[ContactRecord]:
+        rows = [
+            # a correction moving one of Q's, R's, S's contacts a day later
+            call(site, f"{c}{n}", "answered", T0 + timedelta(days=3 * n + 1, hours=k), c,
+                 source_version=2)
+            for k, c in enumerate("QRS")
+        ] + [
+            # and a new contact of each, between the others
+            call(site, f"{c}new{n}", "answered", T0 + timedelta(days=3 * n + 2), c)
+            for c in "QRS"
+        ]  # fmt: skip
+        return [ContactRecord(**record_of(site, r)) for r in rows]
+
+    async def one(n: int) -> None:
+        async with db.transaction(scope(site)) as session:
+            receipt = await ingest_records(session, site.seed.id, list(enumerate(batch(n), 1)))
+            assert (receipt.accepted, receipt.updated) == (3, 3)
+            await asyncio.sleep(0.2)
+
+    await asyncio.gather(*(one(n) for n in range(4)))
+    before = (await stored_days(db, site), await repeats_table(db, site))
+    assert all(k == c for c, k in before[0].values())
+    month = {"start": "2026-03-01", "end": "2026-05-01"}
+    figures = [figure(await fcr(client, site, **month, fcr_window_days=w)) for w in (1, 2, 3)]
+    raw = [
+        figure(await fcr(client, site, **month, granularity="interval", fcr_window_days=w))
+        for w in (1, 2, 3)
+    ]
+    assert figures == raw
+    async with db.transaction(scope(site)) as session:
+        await rebuild_rollups(session, site.seed.id)
+    assert (await stored_days(db, site), await repeats_table(db, site)) == before
+    assert figures == [
+        figure(await fcr(client, site, **month, fcr_window_days=w)) for w in (1, 2, 3)
+    ]
