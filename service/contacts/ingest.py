@@ -231,7 +231,7 @@ def stage_row(
         record.external_id,
         record.channel,
         record.source,
-        record.customer_key,
+        customer_key_of(record.customer_key),
         record.queued_at,
         record.answered_at,
         record.ended_at,
@@ -252,6 +252,35 @@ def stage_row(
         record.raw_ref,
         seq,
     )
+
+
+# What telephony systems log for a caller they cannot name (a withheld or unknown
+# number). Kept as a customer, all such calls would be one customer, and every one
+# of them but the last a repeat in FCR by repeat.
+ANONYMOUS_CALLERS = frozenset(
+    {
+        "anonymous",
+        "unknown",
+        "<unknown>",
+        "restricted",
+        "private",
+        "unavailable",
+        "withheld",
+        "blocked",
+        "unknown caller",
+        "anonymous caller",
+    }
+)
+
+
+def customer_key_of(value: str | None) -> str | None:
+    """The customer key a contact is stored with: none for a blank or anonymous caller."""
+    if value is None:
+        return None
+    stripped = value.strip()
+    if not stripped or stripped.lower() in ANONYMOUS_CALLERS:
+        return None
+    return value
 
 
 def id_prefix() -> str:

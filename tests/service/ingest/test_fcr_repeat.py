@@ -284,3 +284,33 @@ def record_of(site: Site, row: dict[str, Any], channel: str = "voice") -> dict[s
         "customer_key": row["customer_key"],
         "raw_ref": f"test:{row['external_id']}",
     }
+
+
+async def test_anonymous_callers_are_no_customer(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    """Withheld numbers as PBXs log them are no customer: they neither repeat each other
+    nor count as judged (two of them would otherwise be one customer calling back)."""
+    site = await make_site(client, settings, db)
+    await push(
+        client,
+        site,
+        [
+            call(site, "x1", "answered", T0, "anonymous"),
+            call(site, "x2", "answered", T0 + timedelta(hours=1), " Anonymous "),
+            call(site, "x3", "answered", T0 + timedelta(hours=2), "<unknown>"),
+            call(site, "x4", "answered", T0 + timedelta(hours=3), "Restricted"),
+            call(site, "y1", "answered", T0 + timedelta(hours=4), "+15550100"),
+        ],
+    )
+    assert figure(await fcr(client, site)) == (1, 1)
+    async with db.admin_transaction() as admin:
+        keys = dict(
+            (
+                await admin.execute(
+                    text("select external_id, customer_key from contacts where tenant_id = :t"),
+                    {"t": site.seed.id},
+                )
+            ).all()
+        )
+    assert keys == {"x1": None, "x2": None, "x3": None, "x4": None, "y1": "+15550100"}
