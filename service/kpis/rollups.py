@@ -416,6 +416,16 @@ async def rebuild_rollups(
     await _recompute_repeats(
         session, tenant_id, _ALL_CUSTOMERS.format(only=only), params, move_rollups=False
     )
+    # ... and the copy on `contacts` (raw reads) wherever it drifted from the keys.
+    await session.execute(
+        text(
+            "update contacts c set repeat_days = k.repeat_days from contact_keys k"
+            " where c.tenant_id = :t and k.tenant_id = :t and k.project_id = c.project_id"
+            " and k.external_id = c.external_id and k.contact_id = c.id"
+            f" and c.repeat_days is distinct from k.repeat_days {only.replace('project_id', 'c.project_id')}"
+        ),
+        params,
+    )
     for grain, _, kinds in _GRAINS:
         for kind in kinds:
             await session.execute(

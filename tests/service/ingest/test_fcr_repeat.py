@@ -178,14 +178,23 @@ async def test_corrections_move_the_repeat_with_the_contact(
     assert figure(await fcr(client, site)) == (4, 5)
 
     before = await fcr(client, site, start="2026-03-01", end="2026-04-01", granularity="day")
+    raw = await fcr(client, site, start="2026-03-01", end="2026-04-01", granularity="interval")
     async with db.transaction(scope(site)) as session:
+        # Drift in the daily counts and in the copy on contacts (raw reads).
         await session.execute(
             text("update kpi_daily_repeats set n = n + 5 where tenant_id = :t"),
             {"t": site.seed.id},
         )
+        await session.execute(
+            text("update contacts set repeat_days = 2 where tenant_id = :t"), {"t": site.seed.id}
+        )
         assert await rebuild_rollups(session, site.seed.id) == 10
     after = await fcr(client, site, start="2026-03-01", end="2026-04-01", granularity="day")
     assert after["buckets"] == before["buckets"]
+    raw_after = await fcr(
+        client, site, start="2026-03-01", end="2026-04-01", granularity="interval"
+    )
+    assert raw_after["total"] == raw["total"]
 
 
 async def test_a_contracts_window_is_used_and_named(
