@@ -80,9 +80,9 @@ from bench.harness import Report, median, percentile, scratch_database
 from service.contacts.ingest import ingest_records
 from service.contacts.records import ContactRecord
 from service.core.config import DatabaseSettings
-from service.core.db import Database, planner_settings
+from service.core.db import CUSTOM_PLANS, Database, planner_settings
 from service.kpis.formulas import DEFAULT_TERMS, compute_all
-from service.kpis.repository import CUSTOM_PLANS, raw_sums
+from service.kpis.repository import raw_sums
 from service.kpis.schemas import KpiQuery
 from service.kpis.service import kpi_report
 from service.kpis.sums import KpiSums
@@ -987,7 +987,7 @@ class Bench:
             return int(values["offered"].value or 0)
 
         async def count() -> int:
-            # Planned for its ids, as the year's own statement (see repository.CUSTOM_PLANS).
+            # Planned for its ids, as the year's own statement (see service.core.db.CUSTOM_PLANS).
             async with (
                 self.db.transaction(scope) as session,
                 planner_settings(session, plan_cache_mode=CUSTOM_PLANS),

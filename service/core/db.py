@@ -112,6 +112,13 @@ async def set_scope(session: AsyncSession, scope: DbScope) -> None:
         await session.execute(_SET_SCOPE, scope.params())
 
 
+# Planned for their values every time: the driver prepares a statement once per
+# connection, and from its sixth run PostgreSQL may keep a generic plan, blind to
+# `project_id = any($n)` or to the bounds that prune partitions (with
+# `planner_settings(..., plan_cache_mode=CUSTOM_PLANS)`; see service/kpis/repository.py).
+CUSTOM_PLANS = "force_custom_plan"
+
+
 @asynccontextmanager
 async def planner_settings(session: AsyncSession, **settings: str) -> AsyncIterator[None]:
     """Planner settings for the statements inside the block, restored after it.

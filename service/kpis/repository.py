@@ -18,7 +18,7 @@ from typing import Any, Literal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.core.db import planner_settings
+from service.core.db import CUSTOM_PLANS, planner_settings
 from service.kpis.rollups import FCR_BY_REPEAT, LOCAL_MONTH_SQL, SUM_COLUMNS
 from service.kpis.sums import FINAL_OUTCOMES, GRID_VERSION, KpiSums
 
@@ -278,13 +278,13 @@ _REPEAT_CODE = f"case when {FCR_BY_REPEAT} then coalesce(repeat_days, 0) end"
 # grouping(csat, edge): which set a row of the result belongs to.
 _HANDLING, _WAITS, _REPEATS = 1, 2, 3
 RAW_WORK_MEM = "32MB"
-# Planned for their values every time: the driver prepares a statement once per
-# connection, and from its sixth run PostgreSQL may keep a generic plan, blind to
-# `project_id = any($n)` — a tenant's 500 projects then searched row by row, not
-# hashed: a year's count(*) went from 1.2 s past the 15 s statement timeout. Not
-# for every statement: the per-row foreign-key checks of an import are cached
-# plans too, and planning them again for each row made a shift import 1.6x slower.
-CUSTOM_PLANS = "force_custom_plan"
+# The reads that pass a tenant's project ids are planned for their values every time
+# (`CUSTOM_PLANS`): the driver prepares a statement once per connection, and from its
+# sixth run PostgreSQL may keep a generic plan, blind to `project_id = any($n)` — a
+# tenant's 500 projects then searched row by row, not hashed: a year's count(*) went
+# from 1.2 s past the 15 s statement timeout. Not for every statement: the per-row
+# foreign-key checks of an import are cached plans too, and planning them again for
+# each row made a shift import 1.6x slower.
 _OUTCOME_CODE = {o.value: i for i, o in enumerate(FINAL_OUTCOMES)}
 
 

@@ -26,12 +26,8 @@ from collections.abc import Mapping
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.core.db import planner_settings
+from service.core.db import CUSTOM_PLANS, planner_settings
 from service.kpis.sums import FINAL_OUTCOMES, MAX_FCR_WINDOW_DAYS
-
-# Plan each run for its values (the driver's prepared statements would otherwise
-# settle on a generic plan blind to the partition bounds; see repository.py).
-CUSTOM_PLANS = "force_custom_plan"
 
 OUTCOME_CODE_SQL = (
     "case outcome "
@@ -65,7 +61,7 @@ _SUMS: tuple[tuple[str, str], ...] = (
         "fcr_known",
         "sum(sign) filter (where outcome = 'answered' and resolved_first_contact is not null)",
     ),
-    ("fcr_repeat_known", "sum(sign) filter (where {FCR_BY_REPEAT})"),
+    ("fcr_repeat_known", f"sum(sign) filter (where {FCR_BY_REPEAT})"),
     *(
         (f"csat_{k}", f"sum(sign) filter (where outcome <> 'in_queue' and csat = {k})")
         for k in range(1, 6)
@@ -75,7 +71,6 @@ _SUMS: tuple[tuple[str, str], ...] = (
         for k in range(11)
     ),
 )
-_SUMS = tuple((name, expr.replace("{FCR_BY_REPEAT}", FCR_BY_REPEAT)) for name, expr in _SUMS)
 SUM_COLUMNS: tuple[str, ...] = tuple(name for name, _ in _SUMS)
 SUM_EXPRESSIONS = _SUMS
 
@@ -197,7 +192,8 @@ def _repeats_statements(where: str = "") -> tuple[str, str]:
     return subtract, add
 
 
-def _apply_statements(where: str = "") -> list[str]:
+def _apply_statements(where: str = "") -> tuple[list[str], list[str]]:
+    """The delta's subtractions (UPDATEs, run first) and additions (upserts)."""
     subtracts: list[str] = []
     adds: list[str] = []
     for grain, bucket, kinds in _GRAINS:
@@ -208,11 +204,15 @@ def _apply_statements(where: str = "") -> list[str]:
             if sub:
                 subtracts.append(sub)
             adds.append(add)
-    repeats_subtract, repeats_add = _repeats_statements(where)
-    return [*subtracts, repeats_subtract, *adds, repeats_add]
+    return subtracts, adds
 
 
-APPLY_DELTA = tuple(_apply_statements())
+_SUBTRACT_STATEMENTS, _ADD_STATEMENTS = _apply_statements()
+_REPEATS_SUBTRACT, _REPEATS_ADD = _repeats_statements()
+APPLY_DELTA = (*_SUBTRACT_STATEMENTS, _REPEATS_SUBTRACT, *_ADD_STATEMENTS, _REPEATS_ADD)
+# A batch without corrections only adds, and its new versions' repeat_days are null
+# until `apply_repeat_changes` sets them: no subtraction and no repeats to move.
+_NEW_ONLY_STATEMENTS = _ADD_STATEMENTS
 
 _NEW_VERSIONS = f"""
     select 1 as sign, v.project_id, v.client_id, v.channel, null::timestamptz as bucket_start,
@@ -245,13 +245,7 @@ async def apply_ingest_delta(
     if corrections:
         statements = [_FROM_INGEST + st for st in APPLY_DELTA]
     else:
-        # Only additions, and a new version's repeat_days is null (set by
-        # `apply_repeat_changes` after): the repeats have nothing to move.
-        statements = [
-            _ADDITIONS + st
-            for st in APPLY_DELTA
-            if not st.lstrip().startswith("update") and "kpi_daily_repeats" not in st
-        ]
+        statements = [_ADDITIONS + st for st in _NEW_ONLY_STATEMENTS]
     for statement in statements:
         await session.execute(text(statement), {"t": tenant_id})
 
@@ -390,7 +384,7 @@ async def _recompute_repeats(
         ):
             for statement in _REPEATS_WRITE:
                 await session.execute(text(statement), bounded)
-        for statement in _repeats_statements():
+        for statement in (_REPEATS_SUBTRACT, _REPEATS_ADD):
             await session.execute(text(_REPEAT_DELTA + statement), params)
     else:  # a rebuild: any number
         await session.execute(text("analyze stage_repeats"))

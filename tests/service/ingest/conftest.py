@@ -6,13 +6,14 @@ from __future__ import annotations
 import secrets
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from httpx import AsyncClient
 from sqlalchemy import text
 
 from service.core.config import Settings
 from service.core.db import Database, DbScope
-from tests.factories import TenantSeed, make_client, make_tenant
+from tests.factories import TenantSeed, bearer, make_client, make_tenant
 
 
 @dataclass
@@ -82,3 +83,15 @@ async def make_site(
 
 def scope(site: Site) -> DbScope:
     return DbScope(tenant_id=site.seed.id)
+
+
+async def add_contract(client: AsyncClient, site: Site, fields: dict[str, Any]) -> dict[str, Any]:
+    """A contract version for the site's project, through the API (201 asserted)."""
+    created = await client.post(
+        "/api/v1/contracts",
+        json={"project_id": str(site.project_id), **fields},
+        headers=bearer(site.seed.admin_token),
+    )
+    assert created.status_code == 201, created.text
+    body: dict[str, Any] = created.json()
+    return body

@@ -22,7 +22,7 @@ from service.core.db import Database
 from service.kpis.rollups import rebuild_rollups
 from service.kpis.sums import repeat_days
 from tests.factories import bearer
-from tests.service.ingest.conftest import Site, make_site, scope
+from tests.service.ingest.conftest import Site, add_contract, make_site, scope
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
@@ -202,17 +202,15 @@ async def test_a_contracts_window_is_used_and_named(
 ) -> None:
     site = await make_site(client, settings, db)
     await push(client, site, first_day(site) + later(site))
-    created = await client.post(
-        "/api/v1/contracts",
-        json={
-            "project_id": str(site.project_id),
+    await add_contract(
+        client,
+        site,
+        {
             "effective_from": "2026-03-01",
             "fcr_window_days": 2,
             "targets": [{"kpi": "fcr", "comparator": ">=", "target": 0.7}],
         },
-        headers=bearer(site.seed.admin_token),
     )
-    assert created.status_code == 201, created.text
     body = await fcr(client, site)
     assert body["terms"]["fcr_window_days"] == 2
     assert body["terms"]["source"] == "contract"

@@ -21,7 +21,7 @@ from service.core.migrate import upgrade_async
 from service.kpis.rollups import rebuild_rollups
 from tests.conftest import Server, create_database, drop_database
 from tests.factories import bearer
-from tests.service.ingest.conftest import Site, make_site, scope
+from tests.service.ingest.conftest import Site, add_contract, make_site, scope
 from tests.service.ingest.test_fcr_repeat import call, fcr, figure, push, record_of
 from tests.service.uploads.conftest import QUEUE_LOG, make_center, upload
 
@@ -296,10 +296,10 @@ async def test_a_mean_of_interval_ratios_in_the_contracts_local_intervals(
     want: float,
 ) -> None:
     site = await make_site(client, settings, db, time_zone=zone)
-    created = await client.post(
-        "/api/v1/contracts",
-        json={
-            "project_id": str(site.project_id),
+    await add_contract(
+        client,
+        site,
+        {
             "effective_from": "2026-01-01",
             "interval_minutes": minutes,
             "targets": [
@@ -311,9 +311,7 @@ async def test_a_mean_of_interval_ratios_in_the_contracts_local_intervals(
                 }
             ],
         },
-        headers=bearer(site.seed.admin_token),
     )
-    assert created.status_code == 201, created.text
     rows = []
     for i, (hhmm, wait) in enumerate(calls):
         queued = datetime.fromisoformat(f"{day}T{hhmm}:00+00:00")
@@ -486,19 +484,17 @@ async def test_an_sl_object_replaces_only_the_fields_it_names(
     threshold: the contract's numerator and denominator stay, as with `t=30` (it answered
     SL1, A_T / (A + Ab)). An object naming a preset replaces the shape."""
     site = await make_site(client, settings, db)
-    created = await client.post(
-        "/api/v1/contracts",
-        json={
-            "project_id": str(site.project_id),
+    await add_contract(
+        client,
+        site,
+        {
             "effective_from": "2026-03-01",
             "short_abandon_s": 0,
             "targets": [
                 {"kpi": "service_level", "formula": "SL3", "threshold_s": 20, "target": 0.8}
             ],
         },
-        headers=bearer(site.seed.admin_token),
     )
-    assert created.status_code == 201, created.text
 
     async def terms(**params: str | int) -> dict[str, Any]:
         response = await client.get(

@@ -25,7 +25,7 @@ from tests.factories import (
     user_token,
     withdraw_signing_key,
 )
-from tests.service.ingest.conftest import Site, make_project, make_site
+from tests.service.ingest.conftest import Site, add_contract, make_project, make_site
 from tests.service.ingest.test_kpi_api import NY_MORNING, contact, push
 
 
@@ -128,18 +128,16 @@ async def test_a_new_contract_changes_the_formula_at_once(
 ) -> None:
     site = await seeded(client, settings, db)
     assert (await get(client, site)).json()["terms"]["source"] == "default"
-    created = await client.post(
-        "/api/v1/contracts",
-        json={
-            "project_id": str(site.project_id),
+    await add_contract(
+        client,
+        site,
+        {
             "effective_from": "2026-01-01",
             "targets": [
                 {"kpi": "service_level", "formula": "SL3", "threshold_s": 30, "target": 0.8}
             ],
         },
-        headers=bearer(site.seed.admin_token),
     )
-    assert created.status_code == 201, created.text
     body = (await get(client, site)).json()
     assert body["terms"]["source"] == "contract"
     assert body["terms"]["expression"] == "A_T / A"

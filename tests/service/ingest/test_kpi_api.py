@@ -11,7 +11,7 @@ from httpx import AsyncClient
 from service.core.config import Settings
 from service.core.db import Database
 from tests.factories import bearer, make_client, user_token
-from tests.service.ingest.conftest import Site, make_project, make_site
+from tests.service.ingest.conftest import Site, add_contract, make_project, make_site
 
 # 2026-03-02 09:00 in New York is 14:00 UTC.
 NY_MORNING = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
@@ -248,19 +248,17 @@ async def test_projects_in_other_zones_add_up_in_one_bucket_and_in_many(
 async def test_a_query_variant_replaces_only_what_it_names(client: AsyncClient, site: Site) -> None:
     """The contract says SL3, T = 20 s, short abandons kept (0 s); a query naming only
     `t` or only `sl` keeps the rest of the contract's terms."""
-    created = await client.post(
-        "/api/v1/contracts",
-        json={
-            "project_id": str(site.project_id),
+    await add_contract(
+        client,
+        site,
+        {
             "effective_from": "2026-03-01",
             "short_abandon_s": 0,
             "targets": [
                 {"kpi": "service_level", "formula": "SL3", "threshold_s": 20, "target": 0.8}
             ],
         },
-        headers=bearer(site.seed.admin_token),
     )
-    assert created.status_code == 201, created.text
     body = await kpis(client, site, t=30)
     assert body["terms"]["source"] == "query"
     assert body["terms"]["expression"] == "A_T / A"
@@ -279,10 +277,10 @@ async def test_a_mean_of_interval_ratios_by_channel_totals_one_ratio_per_interva
     client: AsyncClient, settings: Settings, db: Database
 ) -> None:
     site = await make_site(client, settings, db)
-    created = await client.post(
-        "/api/v1/contracts",
-        json={
-            "project_id": str(site.project_id),
+    await add_contract(
+        client,
+        site,
+        {
             "effective_from": "2026-05-01",
             "targets": [
                 {
@@ -293,9 +291,7 @@ async def test_a_mean_of_interval_ratios_by_channel_totals_one_ratio_per_interva
                 }
             ],
         },
-        headers=bearer(site.seed.admin_token),
     )
-    assert created.status_code == 201, created.text
     nine = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
     await push(
         client,
@@ -329,10 +325,10 @@ async def test_a_mean_of_interval_ratios_averages_the_contracts_intervals(
     one after it (1/2), 09:30-10:00 one within T (1/1): the mean is 3/4, where a mean of
     quarter hours would be (1 + 0 + 1) / 3."""
     site = await make_site(client, settings, db)
-    created = await client.post(
-        "/api/v1/contracts",
-        json={
-            "project_id": str(site.project_id),
+    await add_contract(
+        client,
+        site,
+        {
             "effective_from": "2026-05-01",
             "interval_minutes": 30,
             "targets": [
@@ -344,9 +340,7 @@ async def test_a_mean_of_interval_ratios_averages_the_contracts_intervals(
                 }
             ],
         },
-        headers=bearer(site.seed.admin_token),
     )
-    assert created.status_code == 201, created.text
     nine = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
     await push(
         client,

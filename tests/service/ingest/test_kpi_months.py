@@ -14,7 +14,7 @@ from httpx import AsyncClient
 from service.core.config import Settings
 from service.core.db import Database
 from tests.factories import bearer
-from tests.service.ingest.conftest import Site, make_site
+from tests.service.ingest.conftest import Site, add_contract, make_site
 from tests.service.ingest.test_kpi_api import contact, push
 
 # Local midnight of 1 April 2026 in New York is 04:00 UTC (EDT since 8 March).
@@ -191,18 +191,16 @@ async def test_the_contract_in_force_on_the_first_local_day_gives_the_formula(
     """Read with the project in one statement: the version in force on the
     project's local day of `from`, whether `from` is a date or an instant."""
     site = await seed(client, settings, db)
-    created = await client.post(
-        "/api/v1/contracts",
-        json={
-            "project_id": str(site.project_id),
+    await add_contract(
+        client,
+        site,
+        {
             "effective_from": "2026-04-01",
             "targets": [
                 {"kpi": "service_level", "formula": "SL3", "threshold_s": 30, "target": 0.8}
             ],
         },
-        headers=bearer(site.seed.admin_token),
     )
-    assert created.status_code == 201, created.text
     for start, source in (
         ("2026-03-31", "default"),
         ("2026-04-01", "contract"),
