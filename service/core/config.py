@@ -60,6 +60,13 @@ class DatabaseSettings(BaseSettings):
     )
     statement_timeout_ms: int = Field(default=15_000, ge=100)
     pool_size: int = Field(default=10, ge=1)
+    read_parallelism: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="Connections a long read of raw contacts (a tenant's year) is split over, "
+        "all reading one snapshot; a pool of its own per process. 1: never split.",
+    )
     pool_timeout_s: float = Field(default=5.0, gt=0)
     connect_timeout_s: float = Field(default=5.0, gt=0)
 

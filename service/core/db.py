@@ -18,9 +18,10 @@ Invariants held here, and only here:
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -30,6 +31,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -153,6 +155,76 @@ async def planner_settings(session: AsyncSession, **settings: str) -> AsyncItera
     )
 
 
+_SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$")
+
+
+@asynccontextmanager
+async def snapshot_readers(
+    session: AsyncSession, **settings: str
+) -> AsyncIterator[list[AsyncConnection]]:
+    """Connections that read, together, what one statement of `session` would read.
+
+    PostgreSQL does not split an aggregate with grouping sets between parallel
+    workers, so a tenant's year of raw contacts is read on one core. These
+    connections (`DATABASE_READ_PARALLELISM` of them, from a pool of their own)
+    let the caller split such a read by time and run the parts at once: the
+    first exports its snapshot (`pg_export_snapshot`) and the others import it,
+    so all parts see the same committed rows, as one statement of a READ
+    COMMITTED transaction would; each carries the session's tenant scope (row-
+    level security applies as in the session) and `settings` (planner settings,
+    transaction-local).
+
+    Yields no connection (the caller reads on the session) when splitting could
+    be wrong or wait: the session's transaction has written (the readers would not
+    see its own rows), it has no tenant scope, parallelism is 1, or another split
+    read of this process holds the readers."""
+    db: Database | None = session.info.get(DB_KEY)
+    scope: DbScope | None = session.info.get(SCOPE_KEY)
+    if db is None or scope is None or db.settings.read_parallelism < 2 or db.readers_busy:
+        yield []
+        return
+    wrote = await session.execute(text("select pg_current_xact_id_if_assigned() is not null"))
+    if wrote.scalar() or db.readers_busy:
+        yield []
+        return
+    db.readers_busy = True
+    try:
+        async with AsyncExitStack() as stack:
+            readers: list[AsyncConnection] = []
+            snapshot = ""
+            for _ in range(db.settings.read_parallelism):
+                conn = await stack.enter_async_context(db.reader_engine.connect())
+                if not snapshot:
+                    snapshot = str(
+                        (await conn.execute(text("select pg_export_snapshot()"))).scalar()
+                    )
+                    if not _SNAPSHOT_ID.match(snapshot):
+                        raise RuntimeError(f"unexpected snapshot id {snapshot!r}")
+                else:
+                    # Must be the transaction's first statement; takes no parameter.
+                    await conn.execute(text(f"set transaction snapshot '{snapshot}'"))
+                names = ["app.tenant_id", "app.client_id", *settings]
+                values = [
+                    scope.params()["tenant_id"],
+                    scope.params()["client_id"],
+                    *settings.values(),
+                ]
+                await conn.execute(
+                    text(
+                        "select "
+                        + ", ".join(f"set_config(:n{i}, :v{i}, true)" for i in range(len(names)))
+                    ),
+                    {
+                        **{f"n{i}": n for i, n in enumerate(names)},
+                        **{f"v{i}": v for i, v in enumerate(values)},
+                    },
+                )
+                readers.append(conn)
+            yield readers
+    finally:
+        db.readers_busy = False
+
+
 def asyncpg_url(dsn: str) -> str:
     """`postgresql://…` → `postgresql+asyncpg://…`; libpq-only query options dropped."""
     parts = urlsplit(dsn)
@@ -165,10 +237,11 @@ def asyncpg_url(dsn: str) -> str:
 
 
 def create_engine(
-    dsn: str, settings: DatabaseSettings, *, pool_size: int | None = None
+    dsn: str, settings: DatabaseSettings, *, pool_size: int | None = None, **options: Any
 ) -> AsyncEngine:
     return create_async_engine(
         asyncpg_url(dsn),
+        **options,
         pool_size=pool_size or settings.pool_size,
         max_overflow=0,
         pool_timeout=settings.pool_timeout_s,
@@ -197,6 +270,8 @@ class Database:
             self.engine, expire_on_commit=False, info={DB_KEY: self}
         )
         self._admin_engine: AsyncEngine | None = None
+        self._reader_engine: AsyncEngine | None = None
+        self.readers_busy = False  # one split read at a time per process (`snapshot_readers`)
         # Called with the tenant (or "*") after a commit that wrote what the
         # change triggers watch (see service/core/changes.py).
         self.change_listeners: list[Callable[[str], None]] = []
@@ -208,6 +283,21 @@ class Database:
                 self.settings.admin_dsn(), self.settings, pool_size=2
             )
         return self._admin_engine
+
+    @property
+    def reader_engine(self) -> AsyncEngine:
+        """The pool of `snapshot_readers`: read-only REPEATABLE READ transactions of the
+        application role, apart from the request pool (a request holding one of those
+        never waits here for a second)."""
+        if self._reader_engine is None:
+            self._reader_engine = create_engine(
+                self.settings.app_dsn(),
+                self.settings,
+                pool_size=self.settings.read_parallelism,
+                isolation_level="REPEATABLE READ",
+                execution_options={"postgresql_readonly": True},
+            )
+        return self._reader_engine
 
     def session(self) -> AsyncSession:
         return self.sessionmaker()
@@ -231,6 +321,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._reader_engine is not None:
+            await self._reader_engine.dispose()
         if self._admin_engine is not None:
             await self._admin_engine.dispose()
 
