@@ -7,16 +7,17 @@ Figures, each against a baseline measured in this run:
   shifts the file changes and one `INSERT … SELECT` of the rest, commit) vs
   a raw COPY of the same rows into an unconstrained table — target ≥ 0.1x
   the raw COPY's speed;
-* for reference, a COPY of the same rows (in the file's order, agent by
-  agent) into a table that has nothing but the exclusion constraint: what
-  the constraint costs by itself, 0.12-0.14x a raw COPY in our runs. The
-  import inserts week by week (the GiST index takes one agent's shifts in a
-  row a third slower than any other order), so its constraint costs less
-  than this reference's; but it also writes the heap, the primary key, three
-  btrees that readers use and two foreign keys, and stages and checks the
-  file first. Profiled (backend CPU per 100 000 rows, 2026-11-23): GiST
-  insert and probe 1.16 s, the two foreign-key checks 0.92 s, the three
-  btrees 0.57 s, heap, primary key, sort and ids 0.6 s — the INSERT 3.1 s;
+* for reference, a COPY of the same rows into a table that has nothing but
+  the exclusion constraint, in the order the import inserts them (week by
+  week, each week by agent and start: `repository.write_staged`'s ORDER BY;
+  the GiST index takes one agent's shifts in a row, the file's order, a
+  third slower than any other order): what the constraint costs by itself
+  when fed as the import feeds it. The import also writes the heap, the
+  primary key, three btrees that readers use and two foreign keys, and
+  stages and checks the file first. Profiled (backend CPU per 100 000
+  rows, 2026-11-23): GiST insert and probe 1.16 s, the two foreign-key
+  checks 0.92 s, the three btrees 0.57 s, heap, primary key, sort and ids
+  0.6 s — the INSERT 3.1 s;
   the staging COPY 0.2-0.3 s (about a raw COPY: it is one), the checks
   0.12 s, Python 0.07 s. A raw COPY took 0.26-0.47 s on this 2-core machine,
   depending on load, so the import lands at 0.07-0.12x: the constraint and
@@ -35,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import io
+import math
 import random
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -186,6 +188,15 @@ def _copy_records(
     ]
 
 
+def _import_order(record: tuple[object, ...]) -> tuple[int, uuid.UUID, datetime]:
+    """A COPY record's place in the order the import inserts (`repository.write_staged`):
+    week (`floor(date_part('epoch', starts_at) / 604800)`), agent, start."""
+    agent, starts_at = record[2], record[5]
+    assert isinstance(agent, uuid.UUID)
+    assert isinstance(starts_at, datetime)
+    return math.floor(starts_at.timestamp() / 604_800), agent, starts_at
+
+
 def _csv(rows: list[ImportRow]) -> bytes:
     out = io.StringIO()
     out.write("agent,project,start,end,activity,note,external_id\r\n")
@@ -245,7 +256,9 @@ async def _run(report: Report, db: Database) -> None:
             copy_times.append(t[0])
             await owner.execute("truncate bench_raw_shifts")
         await owner.execute("drop table bench_raw_shifts")
-        # The same rows into a table with the exclusion constraint and nothing else.
+        # The same rows into a table with the exclusion constraint and nothing else, in
+        # the import's order (repository.write_staged): week, agent, start.
+        in_import_order = sorted(records, key=_import_order)
         await owner.execute(
             "create table bench_excl_shifts (tenant_id uuid, id uuid, agent_id uuid,"
             " project_id uuid, client_id uuid, starts_at timestamptz, ends_at timestamptz,"
@@ -258,7 +271,7 @@ async def _run(report: Report, db: Database) -> None:
             with stopwatch() as t:
                 async with owner.transaction():
                     await owner.copy_records_to_table(
-                        "bench_excl_shifts", records=records, columns=COLUMNS
+                        "bench_excl_shifts", records=in_import_order, columns=COLUMNS
                     )
             excl_times.append(t[0])
             await owner.execute("truncate bench_excl_shifts")
@@ -268,7 +281,7 @@ async def _run(report: Report, db: Database) -> None:
     copy_s = min(copy_times)
     report.add("raw COPY, unconstrained table", n / copy_s, "rows/s")
     report.add(
-        "COPY, exclusion constraint alone",
+        "COPY, exclusion constraint alone, import's order",
         n / min(excl_times),
         "rows/s",
         baseline_name="raw COPY",
