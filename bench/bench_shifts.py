@@ -22,6 +22,15 @@ Figures, each against a baseline measured in this run:
   0.12 s, Python 0.07 s. A raw COPY took 0.26-0.47 s on this 2-core machine,
   depending on load, so the import lands at 0.07-0.12x: the constraint and
   the foreign keys alone take 4-8 raw COPYs;
+* the floor: what any import bound by the design must do at least, in one
+  transaction as the application role under the tenant's scope — COPY into
+  a temporary staging table (row-level security forbids COPY into tenant
+  tables), then one `INSERT … SELECT` in the import's order into a twin of
+  shifts that has the exclusion constraint (as shifts has it), the two
+  composite foreign keys (DESIGN.md) and shifts' RLS policies, and no
+  primary key, unique, secondary index or check. If it is below 0.1x the
+  raw COPY, no import that honours RLS, the composite foreign keys and the
+  constraint can reach the target on this machine;
 * the same import again (idempotent: every row unchanged);
 * reading the same rows from CSV (parse only, no database);
 * a full clash scan of the 4 weeks (window query, running maximum per agent,
@@ -40,11 +49,13 @@ import math
 import random
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import asyncpg
 from sqlalchemy import insert, text
 
 from bench.harness import Report, median, percentile, scratch_database, stopwatch, timed
+from migrations.rls import TENANT_SETTING, client_policy_sql
 from service.agents.models import Agent, AgentExternalId, Certification
 from service.core.db import Database
 from service.core.time import new_id
@@ -222,6 +233,91 @@ async def _maintain(command: str, db: Database) -> None:
         await owner.close()
 
 
+FLOOR_TABLE = "bench_floor_shifts"
+FLOOR_STAGE = "bench_floor_stage"
+
+
+async def _floor(
+    db: Database, ctx: TenantContext, records: list[tuple[object, ...]]
+) -> list[float]:
+    """Seconds of each of REPEAT runs of the floor, each into the emptied twin:
+    in one transaction as the application role under the tenant's scope, a
+    temporary staging table (dropped at commit) filled by COPY with the file's
+    records, then `INSERT … SELECT` into `FLOOR_TABLE` in the import's order
+    (`repository.write_staged`'s ORDER BY), with the staging settings the import
+    uses (JIT off, 64 MB of work_mem for the sort)."""
+    owner = await asyncpg.connect(db.settings.owner_dsn())
+    try:
+        client_condition = client_policy_sql("client_id")
+        for statement in (
+            f"create table {FLOOR_TABLE} (tenant_id uuid not null, id uuid not null,"
+            " agent_id uuid not null, project_id uuid not null, client_id uuid not null,"
+            " starts_at timestamptz not null, ends_at timestamptz not null,"
+            " during tstzrange not null generated always as"
+            " (tstzrange(starts_at, ends_at, '[)')) stored,"
+            " activity text not null, note text, external_id text,"
+            " foreign key (tenant_id, agent_id) references agents (tenant_id, id),"
+            " foreign key (tenant_id, client_id, project_id)"
+            " references projects (tenant_id, client_id, id),"
+            " exclude using gist (agent_id with =, tenant_id with =, during with &&)"
+            " deferrable initially immediate)",
+            f"alter table {FLOOR_TABLE} enable row level security",
+            f"alter table {FLOOR_TABLE} force row level security",
+            f"create policy tenant_isolation on {FLOOR_TABLE}"
+            f" using (tenant_id = {TENANT_SETTING}) with check (tenant_id = {TENANT_SETTING})",
+            f"create policy client_isolation on {FLOOR_TABLE} as restrictive"
+            f" using ({client_condition}) with check ({client_condition})",
+            f'grant select, insert, delete on {FLOOR_TABLE} to "{db.settings.app_role}"',
+        ):
+            await owner.execute(statement)
+        times: list[float] = []
+        for attempt in range(REPEAT):
+            if attempt:
+                # As the owner: truncate ignores row-level security.
+                await owner.execute(f"truncate {FLOOR_TABLE}")
+                await owner.execute(f"vacuum analyze {FLOOR_TABLE}")
+            with stopwatch() as t:
+                async with db.transaction(ctx.db_scope()) as session:
+                    await session.execute(
+                        text(
+                            "select set_config('jit', 'off', true),"
+                            " set_config('work_mem', '64MB', true)"
+                        )
+                    )
+                    await session.execute(
+                        text(
+                            f"create temporary table {FLOOR_STAGE} (tenant_id uuid, id uuid,"
+                            " agent_id uuid, project_id uuid, client_id uuid,"
+                            " starts_at timestamptz, ends_at timestamptz,"
+                            " activity text, note text, external_id text) on commit drop"
+                        )
+                    )
+                    connection = await session.connection()
+                    raw = await connection.get_raw_connection()
+                    driver: Any = raw.driver_connection
+                    await driver.copy_records_to_table(
+                        FLOOR_STAGE, records=records, columns=COLUMNS
+                    )
+                    columns = ", ".join(COLUMNS)
+                    inserted = await session.execute(
+                        text(
+                            f"insert into {FLOOR_TABLE} ({columns})"
+                            f" select {columns} from {FLOOR_STAGE}"
+                            " order by floor(date_part('epoch', starts_at) / 604800),"
+                            " agent_id, starts_at"
+                        )
+                    )
+                    count = int(inserted.rowcount)  # type: ignore[attr-defined]
+            assert count == len(records), count
+            times.append(t[0])
+    finally:
+        try:
+            await owner.execute(f"drop table if exists {FLOOR_TABLE}")
+        finally:
+            await owner.close()
+    return times
+
+
 async def run(report: Report) -> None:
     async with scratch_database() as settings:
         db = Database(settings)
@@ -283,6 +379,20 @@ async def _run(report: Report, db: Database) -> None:
     report.add(
         "COPY, exclusion constraint alone, import's order",
         n / min(excl_times),
+        "rows/s",
+        baseline_name="raw COPY",
+        baseline=n / copy_s,
+    )
+
+    # The floor: what any import bound by the design must do at least (stage by
+    # COPY, as row-level security forbids COPY into a tenant table, then one
+    # INSERT … SELECT in the import's order through the exclusion constraint
+    # and the two composite foreign keys, RLS on), into a twin of shifts with
+    # nothing else: no primary key, unique, secondary index or check.
+    floor_times = await _floor(db, ctx, records)
+    report.add(
+        "floor: stage + INSERT, exclusion constraint + 2 foreign keys",
+        n / min(floor_times),
         "rows/s",
         baseline_name="raw COPY",
         baseline=n / copy_s,
