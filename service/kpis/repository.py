@@ -262,26 +262,37 @@ async def read_sums(
 # themselves use: the property tests hold the two formulations equal).
 _RAW_SQL = """
 select {b_out} as b, {g_out} as g, grouping(csat, edge) as kind, outcome, csat, nps, held,
-       transferred, rfc, edge, repeat, count(*) as n, sum(talk_ms) as talk, sum(hold_ms) as hold, sum(acw_ms) as acw,
-       sum(hold_count) as hold_count, sum(wait_ms) as wait, max(wait_ms) as longest
+       transferred, fcr, edge, count(*) as n, sum(talk_ms) as talk, sum(hold_ms) as hold,
+       sum(acw_ms) as acw, sum(hold_count) as hold_count, sum(wait_ms) as wait,
+       max(wait_ms) as longest
 from (
   select {b} as b, {g} as g, outcome, csat, nps, hold_ms > 0 as held, transferred,
-         resolved_first_contact as rfc, {repeat} as repeat, talk_ms, hold_ms, acw_ms, hold_count,
-         wait_ms,
+         {fcr} as fcr, talk_ms, hold_ms, acw_ms, hold_count, wait_ms,
          case when outcome <> 'in_queue' and wait_ms is not null then kpi_wait_edge(wait_ms) end as edge
   from contacts where {where}
 ) c
-group by grouping sets (({keys}outcome, csat, nps, held, transferred, rfc), ({keys}outcome, edge),
-                        ({keys}repeat))
+group by grouping sets (({keys}outcome, csat, nps, held, transferred, fcr), ({keys}outcome, edge))
 """
-# The third grouping set: FCR by repeat, the repeat_days of a contact judged by repeat
-# (0: no call back within 90 days), null for the others. A set of its own: as one
-# more key of the handling set it multiplied that set's groups by ~90, and a tenant's
-# year was planned as a sort of its 10 M rows (17.6 s against 8 s).
-_REPEAT_CODE = f"case when {FCR_BY_REPEAT} then coalesce(repeat_days, 0) end"
+# FCR in one key of the handling set: the source's flag (-1 resolved, -2 not), or
+# for a contact judged by repeat its repeat_days (0: no call back within 90 days),
+# null for the others. A third grouping set of its own (one more hash table every
+# row goes into) took a tenant's year from 4.8-5.5x to 7.1-7.6x a count; as
+# another key of the handling set, next to the flag, it multiplied that set's
+# estimated groups until the planner sorted a year of 10 M rows on disk (17.6 s).
+# In place of the flag the estimate stays small: a contact has one or the other.
+_FCR_CODE = (
+    "case when resolved_first_contact then -1 when not resolved_first_contact then -2"
+    f" when {FCR_BY_REPEAT} then coalesce(repeat_days, 0) end"
+)
+_RESOLVED, _UNRESOLVED = -1, -2
 # grouping(csat, edge): which set a row of the result belongs to.
-_HANDLING, _WAITS, _REPEATS = 1, 2, 3
+_HANDLING, _WAITS = 1, 2
 RAW_WORK_MEM = "32MB"
+# One bucket (a tenant's year) has a few thousand groups (11 MB of hash tables at
+# 2 M contacts), but the planner multiplies the keys' distinct counts, ~190 000
+# groups with the FCR code, and above work_mem it sorts the rows instead
+# (2 M contacts: 7.8 s against 3.2 s hashed). Only the estimate needs the room.
+ONE_BUCKET_WORK_MEM = "256MB"
 # The reads that pass a tenant's project ids are planned for their values every time
 # (`CUSTOM_PLANS`): the driver prepares a statement once per connection, and from its
 # sixth run PostgreSQL may keep a generic plan, blind to `project_id = any($n)` — a
@@ -308,9 +319,9 @@ def _add_handling(row: dict[str, int], r: Any) -> None:
         row["hold_count"] += int(r.hold_count or 0)
         row["held"] += n if r.held else 0
         row["transferred"] += n if r.transferred else 0
-        if r.rfc is not None:
+        if r.fcr is not None and r.fcr < 0:
             row["fcr_known"] += n
-            row["fcr_resolved"] += n if r.rfc else 0
+            row["fcr_resolved"] += n if r.fcr == _RESOLVED else 0
     if r.csat is not None and f"csat_{r.csat}" in row:
         row[f"csat_{r.csat}"] += n
     if r.nps is not None and f"nps_{r.nps}" in row:
@@ -348,7 +359,7 @@ async def raw_sums(
     # row and set: 6.5 -> 5.9 s for a year of 10 M contacts); it is added outside.
     keys = ("b, " if per_interval else "") + ("g, " if group != "none" else "")
     sql = _RAW_SQL.format(
-        repeat=_REPEAT_CODE,
+        fcr=_FCR_CODE,
         b=b,
         g=g,
         b_out="b" if per_interval else b,
@@ -362,7 +373,10 @@ async def raw_sums(
     # Both grouping sets in hash tables (a few thousand groups), not one of them
     # sorted: with the default 4 MB the planner sorts the 10 M rows of a year on
     # disk for the histogram set (measured 20 s against 11 s; count(*) 2.4 s).
-    settings = {"work_mem": RAW_WORK_MEM, "plan_cache_mode": CUSTOM_PLANS}
+    settings = {
+        "work_mem": RAW_WORK_MEM if per_interval else ONE_BUCKET_WORK_MEM,
+        "plan_cache_mode": CUSTOM_PLANS,
+    }
     parts: list[Any] = []
     async with (
         snapshot_readers(session, **settings) if end - start >= SPLIT_FROM else _none() as readers
@@ -401,13 +415,12 @@ async def raw_sums(
         row = sums_rows.get(key)
         if row is None:
             row = sums_rows[key] = dict.fromkeys(SUM_COLUMNS, 0)
-        if r.kind == _HANDLING:
-            _add_handling(row, r)
-        elif r.repeat is not None:
+        _add_handling(row, r)
+        if r.fcr is not None and r.fcr >= 0:
             row["fcr_repeat_known"] += int(r.n)
-            if r.repeat:
+            if r.fcr:
                 days = repeat_rows[key]
-                days[r.repeat] = days.get(r.repeat, 0) + int(r.n)
+                days[r.fcr] = days.get(r.fcr, 0) + int(r.n)
     return _fold(
         sums_rows,
         {
