@@ -90,6 +90,7 @@ LOG_FORMAT: {{ .Values.config.logFormat | quote }}
 DATABASE_STATEMENT_TIMEOUT_MS: {{ .Values.config.databaseStatementTimeoutMs | int64 | toString | quote }}
 DATABASE_POOL_SIZE: {{ .Values.config.databasePoolSize | int64 | toString | quote }}
 DATABASE_POOL_TIMEOUT_S: {{ .Values.config.databasePoolTimeoutS | toString | quote }}
+DATABASE_READ_PARALLELISM: {{ .Values.config.databaseReadParallelism | int64 | toString | quote }}
 REDIS_SOCKET_TIMEOUT_S: {{ .Values.config.redisSocketTimeoutS | toString | quote }}
 SMTP_FROM: {{ .Values.config.smtpFrom | quote }}
 {{- with include "callpact.publicUrl" . }}
