@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import structlog
 from fastapi import Depends, Request
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -40,6 +41,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session, SessionTransaction
 
 from service.core.config import DatabaseSettings
+
+log = structlog.get_logger(__name__)
 
 SCOPE_KEY = "callpact.scope"
 DB_KEY = "callpact.db"  # the Database a session belongs to
@@ -155,6 +158,10 @@ async def planner_settings(session: AsyncSession, **settings: str) -> AsyncItera
     )
 
 
+_SESSION_STATE = text(
+    "select pg_current_xact_id_if_assigned() is not null,"
+    " current_setting('app.tenant_id', true), current_setting('app.client_id', true)"
+)
 _SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$")
 
 
@@ -167,62 +174,65 @@ async def snapshot_readers(
     PostgreSQL does not split an aggregate with grouping sets between parallel
     workers, so a tenant's year of raw contacts is read on one core. These
     connections (`DATABASE_READ_PARALLELISM` of them, from a pool of their own)
-    let the caller split such a read by time and run the parts at once: the
+    let the caller split such a read by time and run the parts at once. The
     first exports its snapshot (`pg_export_snapshot`) and the others import it,
     so all parts see the same committed rows, as one statement of a READ
-    COMMITTED transaction would; each carries the session's tenant scope (row-
-    level security applies as in the session) and `settings` (planner settings,
-    transaction-local).
+    COMMITTED transaction would. Each carries the tenant and client settings the
+    session's transaction has now (row-level security applies as in the
+    session) and `settings` (planner settings); all are read-only.
 
     Yields no connection (the caller reads on the session) when splitting could
-    be wrong or wait: the session's transaction has written (the readers would not
-    see its own rows), it has no tenant scope, parallelism is 1, or another split
-    read of this process holds the readers."""
+    be wrong or wait: the session's transaction has written (the readers would
+    not see its own rows), it has no tenant set, parallelism is 1, another split
+    read of this process holds the readers, or they cannot be had now."""
     db: Database | None = session.info.get(DB_KEY)
-    scope: DbScope | None = session.info.get(SCOPE_KEY)
-    if db is None or scope is None or db.settings.read_parallelism < 2 or db.readers_busy:
+    if db is None or db.settings.read_parallelism < 2 or db.readers_busy:
         yield []
         return
-    wrote = await session.execute(text("select pg_current_xact_id_if_assigned() is not null"))
-    if wrote.scalar() or db.readers_busy:
+    # The scope the session's statements run under, as row-level security reads it.
+    wrote, tenant, client = (await session.execute(_SESSION_STATE)).one()
+    if wrote or not tenant or db.readers_busy:
         yield []
         return
     db.readers_busy = True
     try:
         async with AsyncExitStack() as stack:
-            readers: list[AsyncConnection] = []
-            snapshot = ""
-            for _ in range(db.settings.read_parallelism):
-                conn = await stack.enter_async_context(db.reader_engine.connect())
-                if not snapshot:
-                    snapshot = str(
-                        (await conn.execute(text("select pg_export_snapshot()"))).scalar()
-                    )
-                    if not _SNAPSHOT_ID.match(snapshot):
-                        raise RuntimeError(f"unexpected snapshot id {snapshot!r}")
-                else:
-                    # Must be the transaction's first statement; takes no parameter.
-                    await conn.execute(text(f"set transaction snapshot '{snapshot}'"))
-                names = ["app.tenant_id", "app.client_id", *settings]
-                values = [
-                    scope.params()["tenant_id"],
-                    scope.params()["client_id"],
-                    *settings.values(),
-                ]
-                await conn.execute(
-                    text(
-                        "select "
-                        + ", ".join(f"set_config(:n{i}, :v{i}, true)" for i in range(len(names)))
-                    ),
-                    {
-                        **{f"n{i}": n for i, n in enumerate(names)},
-                        **{f"v{i}": v for i, v in enumerate(values)},
-                    },
-                )
-                readers.append(conn)
+            try:
+                readers = await _open_readers(db, stack, [tenant, client or ""], settings)
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning("split_read_unavailable", error=str(exc))
+                readers = []
             yield readers
     finally:
         db.readers_busy = False
+
+
+async def _open_readers(
+    db: Database, stack: AsyncExitStack, scope: list[str], settings: dict[str, str]
+) -> list[AsyncConnection]:
+    names = ["app.tenant_id", "app.client_id", *settings]
+    values = [*scope, *settings.values()]
+    configure = text(
+        "select " + ", ".join(f"set_config(:n{i}, :v{i}, true)" for i in range(len(names)))
+    )
+    params = {
+        **{f"n{i}": n for i, n in enumerate(names)},
+        **{f"v{i}": v for i, v in enumerate(values)},
+    }
+    readers: list[AsyncConnection] = []
+    snapshot = ""
+    for _ in range(db.settings.read_parallelism):
+        conn = await stack.enter_async_context(db.reader_engine.connect())
+        if not snapshot:
+            snapshot = str((await conn.execute(text("select pg_export_snapshot()"))).scalar())
+            if not _SNAPSHOT_ID.match(snapshot):
+                raise RuntimeError(f"unexpected snapshot id {snapshot!r}")
+        else:
+            # The transaction's first statement; it takes no parameter.
+            await conn.execute(text(f"set transaction snapshot '{snapshot}'"))
+        await conn.execute(configure, params)
+        readers.append(conn)
+    return readers
 
 
 def asyncpg_url(dsn: str) -> str:

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from service.contacts.ingest import ingest_records
 from service.contacts.records import ContactRecord
 from service.core.config import Settings
-from service.core.db import Database, DbScope, snapshot_readers
+from service.core.db import Database, DbScope, create_engine, snapshot_readers
 from service.kpis.repository import SPLIT_FROM, _split, raw_sums
 from service.kpis.sums import FINAL_OUTCOMES
 from tests.service.ingest.conftest import Site, make_site, scope
@@ -179,3 +179,24 @@ async def test_one_split_read_at_a_time_the_next_reads_alone(
                 second, site.seed.id, [site.project_id], START, END, per_interval=False
             )
             assert contacts_in(got) == 30
+
+
+async def test_readers_out_of_reach_the_read_goes_on_alone(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    site = await make_site(client, settings, db)
+    await ingest(db, site, contacts(site, "u", 40))
+    cut_off = Database(db.settings)
+    # Nothing listens on port 1: the readers' pool cannot connect.
+    cut_off._reader_engine = create_engine("postgresql://nobody@127.0.0.1:1/none", db.settings)
+    try:
+        async with cut_off.transaction(scope(site)) as session:
+            async with snapshot_readers(session) as readers:
+                assert readers == []
+            got = await raw_sums(
+                session, site.seed.id, [site.project_id], START, END, per_interval=False
+            )
+        assert contacts_in(got) == 40
+        assert not cut_off.readers_busy
+    finally:
+        await cut_off.dispose()
