@@ -41,8 +41,6 @@ count as duplicates when they repeat its facts, as stale otherwise.
 
 from __future__ import annotations
 
-import os
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable
@@ -56,6 +54,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.contacts.errors import ConcurrentImport
 from service.contacts.records import ContactRecord
 from service.core.db import violation_of
+from service.core.time import BATCH_ID_SQL, MAX_BATCH_IDS, id_prefix
 from service.kpis.rollups import apply_ingest_delta, apply_repeat_changes
 from service.kpis.sums import InvalidContact, duration_ms
 
@@ -283,20 +282,7 @@ def customer_key_of(value: str | None) -> str | None:
     return value
 
 
-def id_prefix() -> str:
-    """The first 26 hex digits of a batch's contact ids (UUIDv7, RFC 9562): the
-    Unix time in ms, the version, 50 random bits with the variant. The staging
-    row's `seq` fills the last 6 digits (a counter in `rand_b`, RFC 9562 6.2),
-    so ids are made set-wise in SQL without a random draw per row."""
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(8), "big")
-    rand_a = rand >> 52  # 12 bits
-    rand_b = (rand >> 14) & ((1 << 38) - 1)  # 38 bits, then the 24-bit counter
-    value = (ms << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | (rand_b << 24)
-    return f"{value:032x}"[:26]
-
-
-MAX_BATCH_ROWS = 1 << 24  # `seq` is 6 hex digits
+MAX_BATCH_ROWS = MAX_BATCH_IDS  # `seq` makes the ids (service.core.time.id_prefix)
 
 
 async def _driver(session: AsyncSession) -> Any:
@@ -525,7 +511,7 @@ ranked as (
   offset 0
 )
 select r.*,
-       cast(cast(:ids as text) || lpad(to_hex(r.seq), 6, '0') as uuid) as new_id,
+       {new_id} as new_id,
        (r.queued_at at time zone r.time_zone)::date as local_day,
        k.contact_id as old_id, k.queued_at as old_queued_at, k.content_hash as old_hash,
        k.source_version as old_version,
@@ -558,8 +544,10 @@ left join lateral (
   limit 1
 ) k on true
 """
-CLASSIFY = _CLASSIFY.format(rank="1", winner="m.content_hash", window="")
+_NEW_ID = BATCH_ID_SQL.format(prefix=":ids", seq="r.seq")
+CLASSIFY = _CLASSIFY.format(rank="1", winner="m.content_hash", window="", new_id=_NEW_ID)
 CLASSIFY_RANKED = _CLASSIFY.format(
+    new_id=_NEW_ID,
     rank="row_number() over w",
     winner="first_value(m.content_hash) over w",
     window="window w as (partition by m.problem is null, m.project_id, m.external_id"

@@ -26,6 +26,7 @@ from sqlmodel import col
 
 from service.agents.models import Agent, Certification
 from service.core.pagination import paginate
+from service.core.time import BATCH_ID_SQL, MAX_BATCH_IDS, id_prefix
 from service.projects.models import Project
 from service.shifts.intervals import MAX_SHIFT
 from service.shifts.models import Shift
@@ -33,15 +34,6 @@ from service.shifts.rows import ImportRow
 from tenants.context import TenantContext, scoped
 
 STAGE = "shift_import_stage"
-# A UUIDv7 made in the database (PostgreSQL < 18 has no uuidv7()): the
-# millisecond clock over the first 48 bits of a random v4, version bits 4 → 7.
-# `date_part` is double precision; `extract` is numeric since PostgreSQL 14,
-# whose arithmetic made this ~20 % dearer per row.
-UUID7 = (
-    "encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) placing"
-    " substring(int8send((date_part('epoch', clock_timestamp()) * 1000)::bigint) from 3)"
-    " from 1 for 6), 52, 1), 53, 1), 'hex')::uuid"
-)
 _TS = DateTime(timezone=True)
 
 
@@ -355,12 +347,15 @@ async def stage_rows(
     request's own connection and transaction. Each row carries its project's
     client and time zone (None: a project the caller may not book on), so
     neither the checks nor the writes join `projects` again."""
+    if len(rows) > MAX_BATCH_IDS:  # the ids are numbered by the staged rows' ordinals
+        raise ValueError(f"at most {MAX_BATCH_IDS} shifts in one import")
     await session.execute(_STAGE_SETTINGS)
     await session.execute(
         text(
             f"""
             create temporary table {STAGE} (
               row_no int not null,
+              seq int not null,
               agent_id uuid,
               project_id uuid not null,
               client_id uuid,
@@ -392,6 +387,7 @@ async def stage_rows(
         records=(
             (
                 r.row,
+                seq,
                 r.agent_id,
                 r.project_id,
                 *bookable.get(r.project_id, unbookable),
@@ -401,10 +397,11 @@ async def stage_rows(
                 r.note,
                 r.external_id,
             )
-            for r in rows
+            for seq, r in enumerate(rows)
         ),
         columns=(
             "row_no",
+            "seq",
             "agent_id",
             "project_id",
             "client_id",
@@ -598,7 +595,7 @@ async def write_staged(session: AsyncSession, ctx: TenantContext) -> tuple[int, 
             f"""
             insert into shifts (tenant_id, id, agent_id, project_id, client_id,
                                 starts_at, ends_at, activity, note, external_id)
-            select :t, {UUID7}, s.agent_id, s.project_id, s.client_id,
+            select :t, {BATCH_ID_SQL.format(prefix=":ids", seq="s.seq")}, s.agent_id, s.project_id, s.client_id,
                    s.starts_at, s.ends_at, s.activity, s.note, s.external_id
             from {STAGE} s
             where s.ok
@@ -616,7 +613,8 @@ async def write_staged(session: AsyncSession, ctx: TenantContext) -> tuple[int, 
             order by floor(date_part('epoch', s.starts_at) / 604800), s.agent_id, s.starts_at
             """
         ),
-        {"t": ctx.tenant_id},
+        # UUIDv7 ids, the staged row's ordinal in the counter bits (`id_prefix`).
+        {"t": ctx.tenant_id, "ids": id_prefix()},
     )
     return int(inserted.rowcount), int(updated.scalar_one())  # type: ignore[attr-defined]
 
