@@ -160,7 +160,8 @@ async def planner_settings(session: AsyncSession, **settings: str) -> AsyncItera
 
 _SESSION_STATE = text(
     "select pg_current_xact_id_if_assigned() is not null,"
-    " current_setting('app.tenant_id', true), current_setting('app.client_id', true)"
+    " current_setting('app.tenant_id', true), current_setting('app.client_id', true),"
+    " current_user::text"
 )
 _SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$")
 
@@ -183,14 +184,19 @@ async def snapshot_readers(
 
     Yields no connection (the caller reads on the session) when splitting could
     be wrong or wait: the session's transaction has written (the readers would
-    not see its own rows), it has no tenant set, parallelism is 1, another split
-    read of this process holds the readers, or they cannot be had now."""
+    not see its own rows), it has no tenant set, it runs as another role than the
+    readers (an admin session bypasses row-level security, the readers do not),
+    parallelism is 1, another split read of this process holds the readers, or
+    they cannot be had now.
+
+    The body must have no statement running on a reader when it leaves (cancel and
+    await them on an error): a connection closed mid-statement goes back dirty."""
     db: Database | None = session.info.get(DB_KEY)
     if db is None or db.settings.read_parallelism < 2 or db.readers_busy:
         yield []
         return
     # The scope the session's statements run under, as row-level security reads it.
-    wrote, tenant, client = (await session.execute(_SESSION_STATE)).one()
+    wrote, tenant, client, role = (await session.execute(_SESSION_STATE)).one()
     if wrote or not tenant or db.readers_busy:
         yield []
         return
@@ -198,22 +204,27 @@ async def snapshot_readers(
     try:
         async with AsyncExitStack() as stack:
             try:
-                readers = await _open_readers(db, stack, [tenant, client or ""], settings)
+                readers = await _open_readers(db, stack, [tenant, client or ""], settings, role)
             except (SQLAlchemyError, OSError) as exc:
                 log.warning("split_read_unavailable", error=str(exc))
                 readers = []
+            if not readers:
+                await stack.aclose()  # not held while the session reads alone
             yield readers
     finally:
         db.readers_busy = False
 
 
 async def _open_readers(
-    db: Database, stack: AsyncExitStack, scope: list[str], settings: dict[str, str]
+    db: Database, stack: AsyncExitStack, scope: list[str], settings: dict[str, str], role: str
 ) -> list[AsyncConnection]:
+    """The readers, or none if they would run as another role than `role` (the
+    session's): row-level security would not be the session's."""
     names = ["app.tenant_id", "app.client_id", *settings]
     values = [*scope, *settings.values()]
     configure = text(
-        "select " + ", ".join(f"set_config(:n{i}, :v{i}, true)" for i in range(len(names)))
+        "select current_user::text, "
+        + ", ".join(f"set_config(:n{i}, :v{i}, true)" for i in range(len(names)))
     )
     params = {
         **{f"n{i}": n for i, n in enumerate(names)},
@@ -230,7 +241,9 @@ async def _open_readers(
         else:
             # The transaction's first statement; it takes no parameter.
             await conn.execute(text(f"set transaction snapshot '{snapshot}'"))
-        await conn.execute(configure, params)
+        if (await conn.execute(configure, params)).scalar() != role:
+            log.info("split_read_other_role", role=role)
+            return []
         readers.append(conn)
     return readers
 

@@ -14,7 +14,7 @@ import itertools
 import uuid
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -385,11 +385,9 @@ async def raw_sums(
             # Parts of the range at once, one snapshot (`snapshot_readers`); their
             # groups of one key are added up below.
             bounds = _split(start, end, len(readers))
-            parts = await asyncio.gather(
-                *(
-                    r.execute(text(sql), {**params, "start": lo, "end": hi})
-                    for r, (lo, hi) in zip(readers, itertools.pairwise(bounds), strict=True)
-                )
+            parts = await _all_parts(
+                r.execute(text(sql), {**params, "start": lo, "end": hi})
+                for r, (lo, hi) in zip(readers, itertools.pairwise(bounds), strict=True)
             )
             parts = [list(p) for p in parts]
     if not parts:
@@ -454,6 +452,23 @@ def _split(start: datetime, end: datetime, n: int) -> list[datetime]:
 @asynccontextmanager
 async def _none() -> AsyncIterator[list[Any]]:
     yield []
+
+
+async def _all_parts(parts: Iterable[Awaitable[Any]]) -> list[Any]:
+    """The results of `parts`, run at once; if one fails, the others are cancelled
+    and waited for before its error is raised. (`asyncio.gather` raises the first
+    error and leaves the others running: the readers were then closed under a
+    running statement, that close's "another operation is in progress" replaced the
+    part's error — a statement timeout answered as "database unavailable" — and
+    the connection went back to the pool mid-statement.)"""
+    tasks = [asyncio.ensure_future(p) for p in parts]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 async def _exact_maxima(
