@@ -34,6 +34,7 @@ from tenants.deps import known_caller
 from tenants.keys import open_key_store
 from tenants.oidc import idp_router, oidc_router
 from tenants.router import auth_router, platform_router, tenant_router, wellknown_router
+from tenants.security import configure_password_hashing
 
 API_PREFIX = "/api/v1"
 # GET routes whose answers `CachedAnswerMiddleware` may serve before routing.
@@ -117,6 +118,7 @@ def create_app(
                 await app.state.db.dispose()
 
     configure_logging(settings.log.level, settings.log.format)
+    configure_password_hashing(settings.auth)
     app = FastAPI(
         title="callpact",
         version="0.1.0",

@@ -47,13 +47,17 @@ err = Console(stderr=True, highlight=False)
 
 def _settings() -> Settings:
     try:
-        return get_settings()
+        settings = get_settings()
     except ValidationError as exc:
         for e in exc.errors():
             err.print(
                 f"[red]config[/red]  {'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
             )
         raise typer.Exit(2) from None
+    from tenants.security import configure_password_hashing
+
+    configure_password_hashing(settings.auth)
+    return settings
 
 
 def _bootstrap(settings: Settings) -> list[str]:

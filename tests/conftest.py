@@ -37,6 +37,7 @@ from service.core.embedded import EmbeddedPostgres, EmbeddedRedis
 from service.core.migrate import upgrade_async
 from service.core.redis import create_redis
 from tenants.keys import rotate_keys
+from tenants.security import configure_password_hashing
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -141,7 +142,7 @@ async def db_settings(pg_server: Server, run_id: str) -> AsyncIterator[DatabaseS
 def settings(
     db_settings: DatabaseSettings, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Settings:
-    return Settings(
+    settings = Settings(
         env="test",
         var_dir=tmp_path_factory.mktemp("var"),
         database=db_settings,
@@ -149,7 +150,12 @@ def settings(
         log={"level": "WARNING", "format": "json"},
         # A test process starts hundreds of apps: no full collection and freeze for each.
         api={"gc_freeze": False},
+        # Real argon2id, at the smallest cost: with the production defaults each of the
+        # suite's ~1 000 tenant admins and users cost 0.15 s to hash and as much to log in.
+        auth={"password_time_cost": 1, "password_memory_kib": 64, "password_parallelism": 1},
     )
+    configure_password_hashing(settings.auth)  # also for factories that hash without an app
+    return settings
 
 
 @pytest_asyncio.fixture(scope="session")

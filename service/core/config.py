@@ -135,6 +135,12 @@ class AuthSettings(BaseSettings):
     secret_key: SecretStr = Field(
         default=SecretStr(DEV_SECRET), description="Signs cookies, CSRF and e-mail tokens."
     )
+    # Argon2id cost of new password hashes (a hash keeps its own, so changing them
+    # never locks anyone out). Defaults: argon2-cffi's, RFC 9106's second recommended
+    # option; production refuses less than OWASP's floor (19 MiB, 2 passes).
+    password_time_cost: int = Field(default=3, ge=1, le=20)
+    password_memory_kib: int = Field(default=65_536, ge=64, le=4_194_304)
+    password_parallelism: int = Field(default=4, ge=1, le=16)
 
 
 class OidcSettings(BaseSettings):
@@ -197,6 +203,10 @@ class Settings(BaseSettings):
                     raise ValueError(
                         f"{name} must be set to a random value of 32+ characters in production"
                     )
+            if self.auth.password_memory_kib < 19_456 or self.auth.password_time_cost < 2:
+                raise ValueError(
+                    "AUTH_PASSWORD_MEMORY_KIB >= 19456 and AUTH_PASSWORD_TIME_COST >= 2 in production"
+                )
         return self
 
     @property
