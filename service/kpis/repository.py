@@ -14,8 +14,8 @@ import itertools
 import uuid
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Iterable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
@@ -284,9 +284,9 @@ _FCR_CODE = (
     "case when resolved_first_contact then -1 when not resolved_first_contact then -2"
     f" when {FCR_BY_REPEAT} then coalesce(repeat_days, 0) end"
 )
-_RESOLVED, _UNRESOLVED = -1, -2
+_RESOLVED = -1  # and -2: not resolved
 # grouping(csat, edge): which set a row of the result belongs to.
-_HANDLING, _WAITS = 1, 2
+_WAITS = 2  # 1: the handling set
 RAW_WORK_MEM = "32MB"
 # One bucket (a tenant's year) has a few thousand groups (11 MB of hash tables at
 # 2 M contacts), but the planner multiplies the keys' distinct counts, ~190 000
@@ -378,9 +378,10 @@ async def raw_sums(
         "plan_cache_mode": CUSTOM_PLANS,
     }
     parts: list[Any] = []
-    async with (
-        snapshot_readers(session, **settings) if end - start >= SPLIT_FROM else _none() as readers
-    ):
+    split: AbstractAsyncContextManager[list[Any]] = (
+        snapshot_readers(session, **settings) if end - start >= SPLIT_FROM else nullcontext([])
+    )
+    async with split as readers:
         if len(readers) > 1:
             # Parts of the range at once, one snapshot (`snapshot_readers`); their
             # groups of one key are added up below.
@@ -447,11 +448,6 @@ def _split(start: datetime, end: datetime, n: int) -> list[datetime]:
         bounds.append(min(max(cut, bounds[-1]), end))
     bounds.append(end)
     return bounds
-
-
-@asynccontextmanager
-async def _none() -> AsyncIterator[list[Any]]:
-    yield []
 
 
 async def _all_parts(parts: Iterable[Awaitable[Any]]) -> list[Any]:
