@@ -158,10 +158,12 @@ async def planner_settings(session: AsyncSession, **settings: str) -> AsyncItera
     )
 
 
+# What the session's transaction has written, its scope, its role, and its
+# snapshot exported for the readers (valid while the transaction lasts).
 _SESSION_STATE = text(
     "select pg_current_xact_id_if_assigned() is not null,"
     " current_setting('app.tenant_id', true), current_setting('app.client_id', true),"
-    " current_user::text"
+    " current_user::text, pg_export_snapshot()"
 )
 _SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$")
 
@@ -176,35 +178,47 @@ async def snapshot_readers(
     workers, so a tenant's year of raw contacts is read on one core. These
     connections (`DATABASE_READ_PARALLELISM` of them, from a pool of their own)
     let the caller split such a read by time and run the parts at once. The
-    first exports its snapshot (`pg_export_snapshot`) and the others import it,
-    so all parts see the same committed rows, as one statement of a READ
-    COMMITTED transaction would. Each carries the tenant and client settings the
-    session's transaction has now (row-level security applies as in the
-    session) and `settings` (planner settings); all are read-only.
+    session exports its snapshot (`pg_export_snapshot`) and every reader
+    imports it, so all parts see the committed rows the session's next
+    statement would see: those of its transaction's snapshot under REPEATABLE
+    READ, those committed by now under READ COMMITTED. Each carries the tenant
+    and client settings the session's transaction has now (row-level security
+    applies as in the session) and `settings` (planner settings); all are
+    read-only.
 
     Yields no connection (the caller reads on the session) when splitting could
     be wrong or wait: the session's transaction has written (the readers would
-    not see its own rows), it has no tenant set, it runs as another role than the
-    readers (an admin session bypasses row-level security, the readers do not),
-    parallelism is 1, another split read of this process holds the readers, or
-    they cannot be had now.
+    not see its own rows), it is inside a savepoint (PostgreSQL exports no
+    snapshot from a subtransaction), it has no tenant set, it runs as another
+    role than the readers (an admin session bypasses row-level security, the
+    readers do not), parallelism is 1, another split read of this process holds
+    the readers, or they cannot be had now.
 
     The body must have no statement running on a reader when it leaves (cancel and
     await them on an error): a connection closed mid-statement goes back dirty."""
     db: Database | None = session.info.get(DB_KEY)
-    if db is None or db.settings.read_parallelism < 2 or db.readers_busy:
+    if (
+        db is None
+        or db.settings.read_parallelism < 2
+        or db.readers_busy
+        or session.in_nested_transaction()
+    ):
         yield []
         return
     # The scope the session's statements run under, as row-level security reads it.
-    wrote, tenant, client, role = (await session.execute(_SESSION_STATE)).one()
+    wrote, tenant, client, role, snapshot = (await session.execute(_SESSION_STATE)).one()
     if wrote or not tenant or db.readers_busy:
         yield []
         return
+    if not _SNAPSHOT_ID.match(snapshot):
+        raise RuntimeError(f"unexpected snapshot id {snapshot!r}")
     db.readers_busy = True
     try:
         async with AsyncExitStack() as stack:
             try:
-                readers = await _open_readers(db, stack, [tenant, client or ""], settings, role)
+                readers = await _open_readers(
+                    db, stack, snapshot, [tenant, client or ""], settings, role
+                )
             except (SQLAlchemyError, OSError) as exc:
                 log.warning("split_read_unavailable", error=str(exc))
                 readers = []
@@ -216,10 +230,15 @@ async def snapshot_readers(
 
 
 async def _open_readers(
-    db: Database, stack: AsyncExitStack, scope: list[str], settings: dict[str, str], role: str
+    db: Database,
+    stack: AsyncExitStack,
+    snapshot: str,
+    scope: list[str],
+    settings: dict[str, str],
+    role: str,
 ) -> list[AsyncConnection]:
-    """The readers, or none if they would run as another role than `role` (the
-    session's): row-level security would not be the session's."""
+    """The readers, in `snapshot`, or none if they would run as another role than
+    `role` (the session's): row-level security would not be the session's."""
     names = ["app.tenant_id", "app.client_id", *settings]
     values = [*scope, *settings.values()]
     configure = text(
@@ -231,16 +250,10 @@ async def _open_readers(
         **{f"v{i}": v for i, v in enumerate(values)},
     }
     readers: list[AsyncConnection] = []
-    snapshot = ""
     for _ in range(db.settings.read_parallelism):
         conn = await stack.enter_async_context(db.reader_engine.connect())
-        if not snapshot:
-            snapshot = str((await conn.execute(text("select pg_export_snapshot()"))).scalar())
-            if not _SNAPSHOT_ID.match(snapshot):
-                raise RuntimeError(f"unexpected snapshot id {snapshot!r}")
-        else:
-            # The transaction's first statement; it takes no parameter.
-            await conn.execute(text(f"set transaction snapshot '{snapshot}'"))
+        # The transaction's first statement; it takes no parameter.
+        await conn.execute(text(f"set transaction snapshot '{snapshot}'"))
         if (await conn.execute(configure, params)).scalar() != role:
             log.info("split_read_other_role", role=role)
             return []

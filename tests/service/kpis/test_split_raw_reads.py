@@ -18,7 +18,7 @@ from sqlalchemy import text
 from service.contacts.ingest import ingest_records
 from service.contacts.records import ContactRecord
 from service.core.config import Settings
-from service.core.db import Database, DbScope, create_engine, snapshot_readers
+from service.core.db import SCOPE_KEY, Database, DbScope, create_engine, snapshot_readers
 from service.kpis.repository import SPLIT_FROM, _split, raw_sums
 from service.kpis.sums import FINAL_OUTCOMES
 from tests.service.ingest.conftest import Site, make_site, scope
@@ -200,3 +200,44 @@ async def test_readers_out_of_reach_the_read_goes_on_alone(
         assert not cut_off.readers_busy
     finally:
         await cut_off.dispose()
+
+
+async def test_a_repeatable_read_caller_reads_its_own_snapshot_in_parts(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    """The readers take the session's snapshot, not one of their own: a REPEATABLE
+    READ transaction that took its snapshot before other rows were committed reads,
+    split, what it reads alone."""
+    site = await make_site(client, settings, db)
+    await ingest(db, site, contacts(site, "r", 40))
+    async with db.session() as session, session.begin():
+        session.info[SCOPE_KEY] = scope(site)
+        await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        count = text("select count(*) from contacts")
+        assert (await session.execute(count)).scalar() == 40  # the snapshot is taken
+        await ingest(db, site, contacts(site, "later", 20))  # committed after it
+        async with snapshot_readers(session) as readers:
+            assert len(readers) == db.settings.read_parallelism >= 2
+            assert [(await r.execute(count)).scalar() for r in readers] == [40] * len(readers)
+        got = await raw_sums(
+            session, site.seed.id, [site.project_id], START, END, per_interval=False
+        )
+        assert contacts_in(got) == 40
+
+
+async def test_no_split_inside_a_savepoint(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    """PostgreSQL exports no snapshot from a subtransaction: inside a savepoint the
+    read goes on alone, and the transaction is not harmed."""
+    site = await make_site(client, settings, db)
+    await ingest(db, site, contacts(site, "p", 30))
+    async with db.transaction(scope(site)) as session:
+        async with session.begin_nested():
+            async with snapshot_readers(session) as readers:
+                assert readers == []
+            got = await raw_sums(
+                session, site.seed.id, [site.project_id], START, END, per_interval=False
+            )
+            assert contacts_in(got) == 30
+        assert (await session.execute(text("select count(*) from contacts"))).scalar() == 30
