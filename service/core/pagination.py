@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -55,6 +55,11 @@ def _decode(cursor: str, column: ColumnElement[Any]) -> tuple[Any, uuid.UUID]:
         python_type = column.type.python_type
         if value is not None and python_type is datetime:
             value = datetime.fromisoformat(value)
+            # Issued cursors carry an aware time; one at the edge of Python's years
+            # (0001-01-01T00:00+14:00) cannot be moved to UTC to be sent to the database.
+            if value.tzinfo is None:
+                raise ValueError("not an aware time")
+            value.astimezone(UTC)
         elif value is not None and python_type is date:
             value = date.fromisoformat(value)
         elif value is not None and python_type is uuid.UUID:
@@ -68,7 +73,7 @@ def _decode(cursor: str, column: ColumnElement[Any]) -> tuple[Any, uuid.UUID]:
         elif value is not None and not isinstance(value, python_type):
             value = python_type(value)
         return value, uuid.UUID(id_)
-    except (ValueError, TypeError, NotImplementedError) as exc:
+    except (ValueError, TypeError, NotImplementedError, OverflowError) as exc:
         raise BadCursor("The cursor is not one this API issued.", field="cursor") from exc
 
 

@@ -415,3 +415,29 @@ async def test_a_crafted_cursor_is_422_invalid_cursor(client: AsyncClient, floor
                 "invalid_cursor",
                 "cursor",
             )
+
+
+async def test_a_cursor_time_python_cannot_move_to_utc_is_422_invalid_cursor(
+    client: AsyncClient, floor: Floor
+) -> None:
+    """Was a 422 `unstorable_value` naming no field (found by tests/security/test_api_fuzz.py):
+    a time at the edge of Python's years reached the driver, which could not move it to
+    UTC. A time without a zone is no cursor this API issues either."""
+    await make_agent(client, floor.token)
+    nil = "00000000-0000-0000-0000-000000000000"
+    times = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "2026-01-01T00:00:00"]
+    urls = (
+        "/api/v1/agents?sort=created_at",
+        "/api/v1/clients?sort=-created_at",
+        "/api/v1/shifts?sort=start&order=desc",
+        "/api/v1/audit-log?",
+    )
+    for value in times:
+        cursor = base64.urlsafe_b64encode(json.dumps([value, nil]).encode()).decode().rstrip("=")
+        for url in urls:
+            response = await client.get(f"{url}&cursor={cursor}", headers=floor.headers)
+            assert response.status_code == 422, (url, value, response.text)
+            assert (response.json()["code"], response.json()["field"]) == (
+                "invalid_cursor",
+                "cursor",
+            ), (url, value)
