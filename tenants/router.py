@@ -370,7 +370,7 @@ async def audit_log(
     session: SessionDep,
     limit: int = 50,
     cursor: str | None = None,
-    action: str | None = None,
+    action: schemas.Text | None = None,
     actor_id: uuid.UUID | None = None,
 ) -> Page[schemas.AuditEntryRead]:
     """Every write and authorization denial of the tenant, newest first; filter by action or actor."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 import zoneinfo
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -17,6 +17,7 @@ from pydantic import (
     EmailStr,
     Field,
     StringConstraints,
+    field_validator,
 )
 
 Role = Literal["tenant_admin", "supervisor", "analyst", "client_viewer"]
@@ -34,6 +35,8 @@ def _no_nul(value: str) -> str:
 
 NoNul = AfterValidator(_no_nul)
 """For every text that is stored or searched: refuses U+0000, naming the field."""
+Text = Annotated[str, NoNul]
+"""A stored or searched text without further constraints."""
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NoNul]
 Password = Annotated[str, StringConstraints(min_length=12, max_length=256)]
 
@@ -69,7 +72,7 @@ class ReadModel(BaseModel):
 class FirstAdmin(WriteModel):
     email: EmailStr
     password: Password
-    display_name: str = ""
+    display_name: Text = ""
 
 
 class TenantCreate(WriteModel):
@@ -86,7 +89,7 @@ class TenantUpdate(WriteModel):
     locale: Locale | None = None
     brand_primary: Colour | None = None
     brand_accent: Colour | None = None
-    report_footer: Annotated[str, StringConstraints(max_length=500)] | None = None
+    report_footer: Annotated[str, StringConstraints(max_length=500), NoNul] | None = None
 
 
 class TenantRead(ReadModel):
@@ -141,7 +144,7 @@ class PasswordResetConfirm(WriteModel):
 class InvitationAccept(WriteModel):
     token: Annotated[str, StringConstraints(min_length=1, max_length=512)]
     password: Password
-    display_name: str = ""
+    display_name: Text = ""
 
 
 # --- users and invitations -----------------------------------------------------
@@ -159,10 +162,20 @@ class UserRead(ReadModel):
 
 
 class UserUpdate(WriteModel):
-    display_name: str | None = None
+    """Every field optional; `client_id: null` unbinds the user from a client."""
+
+    display_name: Text | None = None
     role: Role | None = None
     client_id: uuid.UUID | None = None
     status: Literal["active", "disabled"] | None = None
+
+    @field_validator("role", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Left out means "unchanged"; a user without a role cannot be stored.
+        if value is None:
+            raise ValueError("may not be null")
+        return value
 
 
 class MeRead(BaseModel):
@@ -222,12 +235,12 @@ class IdentityProviderCreate(WriteModel):
         default=None,
         description="The client whose staff log in with it; empty for the tenant's own staff.",
     )
-    issuer: Annotated[str, StringConstraints(pattern=r"^https?://", max_length=500)]
-    oauth_client_id: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    issuer: Annotated[str, StringConstraints(pattern=r"^https?://", max_length=500), NoNul]
+    oauth_client_id: Annotated[str, StringConstraints(min_length=1, max_length=500), NoNul]
     oauth_client_secret: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
     allowed_domains: list[EmailDomain] = Field(min_length=1)
-    role_claim: str | None = None
-    role_map: dict[str, Role] = Field(default_factory=dict)
+    role_claim: Text | None = None
+    role_map: dict[Text, Role] = Field(default_factory=dict)
     default_role: Role = "analyst"
     enabled: bool = True
 
@@ -238,8 +251,8 @@ class IdentityProviderUpdate(WriteModel):
         None
     )
     allowed_domains: list[EmailDomain] | None = None
-    role_claim: str | None = None
-    role_map: dict[str, Role] | None = None
+    role_claim: Text | None = None
+    role_map: dict[Text, Role] | None = None
     default_role: Role | None = None
     enabled: bool | None = None
 

@@ -216,3 +216,34 @@ async def test_non_admins_are_403(client: AsyncClient, settings: Settings, db: D
         assert response.status_code == 403, response.text
         assert response.json()["code"] == "forbidden"
     assert (await client.get(url, headers=bearer(seed.admin_token))).status_code == 200
+
+
+async def test_a_nul_character_is_422_naming_the_field_and_nothing_is_written(
+    client: AsyncClient, settings: Settings, db: Database
+) -> None:
+    """Each was a 422 `unstorable_value` from the database, naming no field (found by
+    tests/security/test_api_fuzz.py): PostgreSQL text and jsonb cannot hold U+0000."""
+    seed = await make_tenant(client, settings)
+    headers = bearer(seed.admin_token)
+    created = await client.post("/api/v1/identity-providers", json=_body(), headers=headers)
+    assert created.status_code == 201, created.text
+    url = f"/api/v1/identity-providers/{created.json()['id']}"
+    writes: list[tuple[str, str, dict[str, Any], str]] = [
+        ("POST", "/api/v1/identity-providers", _body(issuer="https://a\x00b"), "issuer"),
+        ("POST", "/api/v1/identity-providers", _body(oauth_client_id="a\x00b"), "oauth_client_id"),
+        ("POST", "/api/v1/identity-providers", _body(role_claim="ro\x00le"), "role_claim"),
+        ("POST", "/api/v1/identity-providers", _body(role_map={"a\x00": "analyst"}), "role_map"),
+        ("PATCH", url, {"role_claim": "ro\x00le"}, "role_claim"),
+        ("PATCH", url, {"role_map": {"a\x00": "analyst"}}, "role_map"),
+    ]
+    before = (await client.get(url, headers=headers)).json()
+    for method, path, body, field in writes:
+        response = await client.request(method, path, json=body, headers=headers)
+        assert response.status_code == 422, (path, body, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        problem = response.json()
+        assert problem["code"] == "validation_failed", problem
+        assert problem["field"].split(".")[0] == field, problem
+    listed = (await client.get("/api/v1/identity-providers", headers=headers)).json()
+    assert [p["id"] for p in listed] == [created.json()["id"]]
+    assert (await client.get(url, headers=headers)).json() == before
