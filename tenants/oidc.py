@@ -1106,7 +1106,7 @@ async def delete_identity_provider_route(
     responses={302: {"description": "To the identity provider's authorization endpoint."}},
 )
 async def login(
-    tenant_slug: Annotated[str, Path(max_length=63)],
+    tenant_slug: Annotated[schemas.Text, Path(max_length=63)],
     idp_id: uuid.UUID,
     request: Request,
     session: SessionDep,

@@ -513,6 +513,14 @@ async def test_unknown_tenant_or_provider_is_404(client: AsyncClient, settings: 
     assert_problem(await begin(client, "no-such-tenant", uuid.uuid4()), 404, "not_found")
 
 
+async def test_a_nul_character_in_the_tenant_slug_is_422_naming_it(client: AsyncClient) -> None:
+    """Was a 422 `unstorable_value` from the database, naming no field (found by
+    tests/security/test_api_fuzz.py): the slug was looked up as sent."""
+    response = await client.get(f"/api/v1/auth/oidc/a%00b/{uuid.uuid4()}/login")
+    assert_problem(response, 422, "validation_failed")
+    assert response.json()["field"] == "tenant_slug"
+
+
 async def test_idp_refusal_and_rejected_code_are_401(
     client: AsyncClient, settings: Settings, db: Database, idp: OidcProvider
 ) -> None:
