@@ -126,7 +126,6 @@ def known_ids(world: World, platform_tenant: uuid.UUID) -> dict[str, list[str]]:
     # Never the admin itself: a generated PATCH could demote or deactivate the fuzzing actor.
     ids["user_id"] = [str(u) for name, u in world.users.items() if name != "admin"]
     ids["tenant_id"] = [str(platform_tenant)]
-    ids["tenant_slug"] = [world.slug]
     return {name: values for name, values in ids.items() if values}
 
 
