@@ -65,6 +65,9 @@ class KpiReport(BaseModel):
     buckets: list[BucketRead]
     total: dict[str, KpiRead]
     """Every KPI over the whole range, with its unit and formula (the buckets' too)."""
+    fcr_final_after: datetime
+    """`end` plus the FCR window: until then FCR by repeat is provisional (a contact whose
+    customer has not come back yet counts as resolved, and may still be called back)."""
 
 
 class KpiQuery(BaseModel):

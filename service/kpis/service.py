@@ -543,6 +543,7 @@ async def kpi_report(
         ),
         buckets=out,
         total=total,
+        fcr_final_after=end + timedelta(days=terms.fcr_window_days),
     )
 
 
