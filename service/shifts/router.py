@@ -139,11 +139,17 @@ async def import_shifts_json(request: Request, session: SessionDep, ctx: OpsWrit
     against the database and the other rows; the answer lists every problem by
     row. `all_or_nothing` (default) writes nothing if any row fails;
     `valid_rows` writes the good rows. Rows with an `external_id` are
-    idempotent: the same row again changes nothing, a changed row updates."""
+    idempotent: the same row again changes nothing, a changed row updates.
+    `dry_run: true` gives the same answer and stores nothing."""
     body = await request.body()
     batch, parsed = await asyncio.to_thread(service.parse_batch, body)
     return await service.import_shifts(
-        session, ctx, parsed, mode=batch.mode, agent_system=batch.agent_system
+        session,
+        ctx,
+        parsed,
+        mode=batch.mode,
+        agent_system=batch.agent_system,
+        dry_run=batch.dry_run,
     )
 
 
@@ -173,15 +179,18 @@ async def import_shifts_csv(
     ctx: OpsWrite,
     mode: ImportMode = "all_or_nothing",
     agent_system: SystemKey | None = None,
+    dry_run: bool = False,
 ) -> ImportReport:
     """Import a schedule from a CSV file (a `text/csv` body, or a multipart
     form's `file`), streamed, up to 50 000 rows. The header names the
     columns: agent (id or external id), project (id), start, end, activity,
     note, external_id (`note` and `external_id` optional). Same
-    checks, report and modes as `POST /shifts:batch`; row numbers count data
+    checks, report, modes and `dry_run` as `POST /shifts:batch`; row numbers count data
     rows (the header is not one), and `line` gives the file's line."""
     parsed = await _read_upload(request)
-    return await service.import_shifts(session, ctx, parsed, mode=mode, agent_system=agent_system)
+    return await service.import_shifts(
+        session, ctx, parsed, mode=mode, agent_system=agent_system, dry_run=dry_run
+    )
 
 
 async def _read_upload(request: Request) -> Parsed:

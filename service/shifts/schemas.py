@@ -165,6 +165,11 @@ class ShiftBatch(WriteModel):
     agent_system: SystemKey | None = Field(
         default=None, description="Resolve external agent ids in this telephony system only"
     )
+    dry_run: bool = Field(
+        default=False,
+        description="Check and write, then roll the write back: the answer the import would"
+        " give, with nothing stored",
+    )
     rows: list[dict[str, Any]] = Field(max_length=MAX_ROWS)
 
 
@@ -177,6 +182,8 @@ class ImportReport(BaseModel):
     updated: int
     unchanged: int
     written: bool
+    dry_run: bool = False
+    """A trial: `inserted`, `updated` and `unchanged` are what the import would do."""
     errors: list[dict[str, Any]]
     timings_ms: dict[str, float] = Field(
         default_factory=dict, description="Milliseconds per phase: prepare, stage, check, write"

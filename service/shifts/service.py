@@ -352,10 +352,13 @@ async def import_shifts(
     *,
     mode: ImportMode,
     agent_system: str | None = None,
+    dry_run: bool = False,
 ) -> ImportReport:
     """Check every row against the database and the file, then write (see
     the module docstring). Raises `ImportRejected` (422, with every problem)
-    when `all_or_nothing` finds any."""
+    when `all_or_nothing` finds any. A `dry_run` writes in a savepoint and rolls
+    it back: the same answer (the write's own checks included), nothing stored,
+    nothing audited."""
     rows = parsed.rows
     problems = list(parsed.problems)
     clock = _Clock()
@@ -486,7 +489,12 @@ async def import_shifts(
         clock.mark("check")
 
     try:
-        inserted, updated = await repo.write_staged(session, ctx)
+        if dry_run:
+            async with session.begin_nested() as trial:
+                inserted, updated = await repo.write_staged(session, ctx)
+                await trial.rollback()
+        else:
+            inserted, updated = await repo.write_staged(session, ctx)
     except DBAPIError as exc:
         if violation_of(exc).sqlstate in {
             EXCLUSION_VIOLATION,
@@ -504,6 +512,8 @@ async def import_shifts(
     report = _report(
         parsed, mode, problems, rejected_rows, inserted, updated, written=True, timings=clock.laps
     )
+    if dry_run:
+        return report.model_copy(update={"written": False, "dry_run": True})
     await record_event(
         session,
         ctx,

@@ -559,3 +559,75 @@ async def test_an_imported_night_shift_needs_the_certification_on_its_second_day
     assert response.status_code == 200, response.text
     assert problems(response.json()) == {(2, "not_certified", None)}
     assert set(await stored(db, floor)) == {"until-midnight"}
+
+
+async def audited_imports(db: Database, floor: Floor) -> int:
+    async with db.admin_engine.connect() as conn:
+        found = await conn.execute(
+            text(
+                "select count(*) from audit_log where tenant_id = :t and action = 'shifts.import'"
+            ),
+            {"t": floor.seed.id},
+        )
+        return int(found.scalar_one())
+
+
+async def test_a_dry_run_answers_as_the_import_would_and_stores_nothing(
+    client: AsyncClient, db: Database, floor: Floor
+) -> None:
+    (a, x), (_, y) = await seed_pool(db, floor.seed.id, 2, [floor.project_a])
+    await insert_shift(db, floor, a, at(1, 8), at(1, 12), external_id="held")
+    p = floor.project_a.id
+    rows = [
+        row(x, p, at(0, 8), at(0, 12), "d-1"),
+        row(y, p, at(0, 8), at(0, 12), "d-2"),
+        row(x, p, at(1, 8), at(1, 12), "held", note="moved nowhere, a note added"),
+    ]
+    before = await stored(db, floor)
+    trial = await client.post(
+        "/api/v1/shifts:batch", json={"rows": rows, "dry_run": True}, headers=floor.headers
+    )
+    assert trial.status_code == 200, trial.text
+    body = trial.json()
+    assert (body["dry_run"], body["written"]) == (True, False)
+    assert (body["inserted"], body["updated"], body["unchanged"]) == (2, 1, 0)
+    assert await stored(db, floor) == before
+    assert await audited_imports(db, floor) == 0
+    # The real import then does what the trial said.
+    real = await client.post("/api/v1/shifts:batch", json={"rows": rows}, headers=floor.headers)
+    assert real.status_code == 200, real.text
+    assert (real.json()["dry_run"], real.json()["written"]) == (False, True)
+    assert (real.json()["inserted"], real.json()["updated"]) == (2, 1)
+    assert await audited_imports(db, floor) == 1
+    assert (await stored(db, floor))["held"][3] == "moved nowhere, a note added"
+
+    # A clash is refused as the import refuses it (422, every problem), nothing stored.
+    clash = [row(y, p, at(0, 10), at(0, 14), "d-3")]
+    for dry_run in (True, False):
+        refused = await client.post(
+            "/api/v1/shifts:batch",
+            json={"rows": clash, "dry_run": dry_run},
+            headers=floor.headers,
+        )
+        assert refused.status_code == 422, refused.text
+        assert {e["code"] for e in refused.json()["errors"]} == {"overlaps_shift"}
+    assert "d-3" not in await stored(db, floor)
+
+    # A CSV upload takes it as a query parameter; valid_rows reports the good rows it
+    # would write.
+    csv = (
+        CSV_HEADER
+        + f"{x},{p},{at(2, 8).isoformat()},{at(2, 12).isoformat()},on_queue,,d-4\r\n"
+        + f"{y},{p},{at(0, 9).isoformat()},{at(0, 10).isoformat()},on_queue,,d-5\r\n"
+    )
+    upload = await client.post(
+        "/api/v1/shifts/uploads",
+        params={"mode": "valid_rows", "dry_run": "true"},
+        content=csv.encode(),
+        headers={**floor.headers, "Content-Type": "text/csv"},
+    )
+    assert upload.status_code == 200, upload.text
+    assert (upload.json()["inserted"], upload.json()["rejected"]) == (1, 1)
+    assert upload.json()["dry_run"] is True
+    assert not {"d-4", "d-5"} & set(await stored(db, floor))
+    assert await audited_imports(db, floor) == 1
