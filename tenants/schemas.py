@@ -62,6 +62,18 @@ class WriteModel(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+def _refuse_null(value: Any) -> Any:
+    if value is None:
+        raise ValueError("may not be null")
+    return value
+
+
+def not_null(*fields: str) -> Any:
+    """An update model's validator: `fields` may be left out (unchanged), not sent
+    as null (a field that cannot be empty; null would be a mistake, not a no-op)."""
+    return field_validator(*fields, mode="before")(_refuse_null)
+
+
 class ReadModel(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -169,13 +181,7 @@ class UserUpdate(WriteModel):
     client_id: uuid.UUID | None = None
     status: Literal["active", "disabled"] | None = None
 
-    @field_validator("role", mode="before")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        # Left out means "unchanged"; a user without a role cannot be stored.
-        if value is None:
-            raise ValueError("may not be null")
-        return value
+    _present = not_null("role")
 
 
 class MeRead(BaseModel):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
-from tenants.schemas import Name, NoNul, WriteModel
+from tenants.schemas import Name, NoNul, WriteModel, not_null
 
 AgentStatus = Literal["active", "inactive"]
 SystemKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_]{0,39}$")]
@@ -26,13 +26,6 @@ WeeklyHours = Annotated[Decimal, Field(ge=0, le=168, max_digits=5, decimal_place
 
 def _dedupe(values: list[str]) -> list[str]:
     return list(dict.fromkeys(values))
-
-
-def _not_null(value: Any) -> Any:
-    # Left out means "unchanged"; null for a field that cannot be empty is a mistake, not a no-op.
-    if value is None:
-        raise ValueError("may not be null")
-    return value
 
 
 class AgentCreate(WriteModel):
@@ -64,9 +57,7 @@ class AgentUpdate(WriteModel):
         default=None, max_length=20, description="Replaces the whole map when given."
     )
 
-    _present = field_validator(
-        "name", "status", "skills", "languages", "external_ids", mode="before"
-    )(_not_null)
+    _present = not_null("name", "status", "skills", "languages", "external_ids")
 
     @field_validator("skills", "languages")
     @classmethod
@@ -105,7 +96,7 @@ class CertificationUpdate(WriteModel):
     certified_until: date | None = None
     note: Note | None = None
 
-    _present = field_validator("certified_from", mode="before")(_not_null)
+    _present = not_null("certified_from")
 
 
 class CertificationRead(BaseModel):

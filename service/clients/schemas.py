@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, EmailStr, Field, StringConstraints, field_validator
 
-from tenants.schemas import Locale, Name, NoNul, ReadModel, TimeZone, WriteModel
+from tenants.schemas import Locale, Name, NoNul, ReadModel, TimeZone, WriteModel, not_null
 
 
 def _lower(value: Any) -> Any:
@@ -64,12 +64,7 @@ class ClientUpdate(WriteModel):
     email_domains: list[Domain] | None = Field(default=None, max_length=50)
     status: ClientStatus | None = None
 
-    @field_validator(*NOT_NULL, mode="before")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("may not be null")
-        return value
+    _present = not_null(*NOT_NULL)
 
     @field_validator("report_emails", "email_domains")
     @classmethod

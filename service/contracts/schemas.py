@@ -25,7 +25,7 @@ from service.contracts.terms import (
     TargetRead,
     expand_targets,
 )
-from tenants.schemas import NoNul, WriteModel
+from tenants.schemas import NoNul, WriteModel, not_null
 
 
 def _upper(value: Any) -> Any:
@@ -121,12 +121,7 @@ class ContractUpdate(WriteModel):
     currency: Currency | None = None
     service_credits: ServiceCredits | None = None
 
-    @field_validator("effective_from", *NOT_NULL, mode="before")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("may not be null")
-        return value
+    _present = not_null("effective_from", *NOT_NULL)
 
 
 class ContractVersionCreate(ContractUpdate):

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 
-from tenants.schemas import Name, NoNul, ReadModel, TimeZone, WriteModel
+from tenants.schemas import Name, NoNul, ReadModel, TimeZone, WriteModel, not_null
 
 Channel = Literal["voice", "chat", "email", "social"]
 ProjectStatus = Literal["active", "inactive"]
@@ -165,14 +165,7 @@ class ProjectUpdate(WriteModel):
     queue_keys: list[QueueKey] | None = Field(default=None, max_length=MAX_QUEUE_KEYS)
     status: ProjectStatus | None = None
 
-    @field_validator(
-        "name", "channels", "time_zone", "holidays", "queue_keys", "status", mode="before"
-    )
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("may not be null")
-        return value
+    _present = not_null("name", "channels", "time_zone", "holidays", "queue_keys", "status")
 
     @field_validator("channels")
     @classmethod
